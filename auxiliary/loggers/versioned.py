@@ -1,0 +1,68 @@
+"""What file loggers share: ``<save_dir>/<name>/version_N`` directories and hparams.yaml."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engineering import Logger
+
+
+class VersionedDirectoryLogger(Logger):
+    """A logger writing under ``save_dir/name/version_N``; N is the next free number unless given."""
+
+    def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
+                 version: int | str | None = None) -> None:
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self.hparams: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = _next_version(Path(self.root_dir))
+        return self._version
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return os.path.join(self.root_dir, version)
+
+    def save_hparams(self) -> None:
+        """Write hparams.yaml; values YAML cannot hold are written as their repr."""
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(os.path.join(self.log_dir, "hparams.yaml"), "w") as file:
+            yaml.safe_dump({key: _plain(value) for key, value in self.hparams.items()}, file)
+
+
+def _next_version(root: Path) -> int:
+    versions = [int(match.group(1)) for entry in root.glob("version_*")
+                if (match := re.fullmatch(r"version_(\d+)", entry.name))]
+    return max(versions) + 1 if versions else 0
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return repr(value)

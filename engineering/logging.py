@@ -1,0 +1,296 @@
+"""What ``self.log`` does: keep values as tensors, reduce them per epoch, hand floats to loggers.
+
+A logged tensor stays on its device until someone asks for a number: the logger flush (every
+``log_every_n_steps``), the progress bar, or an epoch end. Nothing here calls ``.item()`` per log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# Logging defaults per hook, as in Lightning: (on_step, on_epoch).
+_TRAIN_STEP_HOOKS = {
+    "training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+    "on_before_optimizer_step", "on_before_zero_grad", "backward", "optimizer_step", "optimizer_zero_grad",
+    "configure_gradient_clipping", "lr_scheduler_step",
+}
+_EPOCH_HOOKS = {"on_train_start", "on_train_epoch_start", "on_train_epoch_end"}
+_EVAL_STEP_HOOKS = {
+    f"{prefix}{stage}{suffix}"
+    for stage in ("validation", "test")
+    for prefix, suffix in (("", "_step"), ("on_", "_batch_start"), ("on_", "_batch_end"))
+}
+_EVAL_EPOCH_HOOKS = {
+    f"on_{stage}_{when}" for stage in ("validation", "test") for when in ("start", "epoch_start", "epoch_end")
+}
+_REDUCTIONS = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
+_REDUCTION_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
+# Step values are kept in a list and folded into a running total this often, so an epoch of a
+# million steps holds at most this many tensors, and the fold is one vectorised op.
+_FOLD_EVERY = 1024
+
+
+class MisconfigurationError(ValueError):
+    """A Trainer, module or hook was configured in a way that cannot work; the message says the fix."""
+
+
+@dataclass
+class _Metric:
+    reduce: str
+    on_step: bool
+    on_epoch: bool
+    prog_bar: bool
+    logger: bool
+    sync_dist: bool
+    pending: list[tuple[torch.Tensor, int]] = field(default_factory=list)
+    total: torch.Tensor | None = None
+    weight: int = 0
+
+    def update(self, value: torch.Tensor, batch_size: int) -> None:
+        self.pending.append((value, batch_size))
+        if len(self.pending) >= _FOLD_EVERY:
+            self._fold()
+
+    def compute(self) -> torch.Tensor:
+        self._fold()
+        if self.reduce == "mean":
+            return self.total / self.weight
+        return self.total
+
+    def _fold(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([value for value, _ in self.pending])
+        if not values.is_floating_point():
+            values = values.double()
+        sizes = [size for _, size in self.pending]
+        if self.reduce == "mean":
+            weights = torch.tensor(sizes, dtype=values.dtype, device=values.device)
+            folded = (values * weights).sum()
+        elif self.reduce == "sum":
+            folded = values.sum()
+        elif self.reduce == "max":
+            folded = values.max()
+        else:
+            folded = values.min()
+        self.weight += sum(sizes)
+        self.pending.clear()
+        if self.total is None:
+            self.total = folded
+        elif self.reduce in ("mean", "sum"):
+            self.total = self.total + folded
+        elif self.reduce == "max":
+            self.total = torch.maximum(self.total, folded)
+        else:
+            self.total = torch.minimum(self.total, folded)
+
+
+class Results:
+    """The Trainer's store of logged values; ``LightningModule.log`` writes here."""
+
+    def __init__(self, reduce_across_ranks: Any = None) -> None:
+        self.hook: str | None = None
+        self.stage: str = "train"
+        self.dataloader_idx: int | None = None
+        self.batch: Any = None
+        self._reduce_across_ranks = reduce_across_ranks
+        self._batch_size_of: tuple[int, int] | None = None  # (id(batch), size), computed once a batch
+        self._epoch_metrics: dict[str, dict[str, _Metric]] = {}
+        self.callback_metrics: dict[str, torch.Tensor] = {}
+        self.logged_metrics: dict[str, torch.Tensor] = {}
+        self._progress_bar: dict[str, Any] = {}
+        self._unlogged: dict[str, torch.Tensor] = {}
+
+    # -- called by LightningModule.log -------------------------------------------------------
+    def log(
+        self,
+        name: str,
+        value: Any,
+        *,
+        prog_bar: bool = False,
+        logger: bool | None = None,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        reduce_fx: Any = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        add_dataloader_idx: bool = True,
+        batch_size: int | None = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        hook = self.hook
+        default_on_step, default_on_epoch, step_allowed = self._defaults(name, hook)
+        on_step = default_on_step if on_step is None else on_step
+        on_epoch = default_on_epoch if on_epoch is None else on_epoch
+        if on_step and not step_allowed:
+            raise MisconfigurationError(
+                f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
+                "Use on_step=False (the default there)."
+            )
+        if not on_step and not on_epoch:
+            raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")
+        tensor = _as_scalar(name, value, enable_graph)
+        if self.dataloader_idx is not None and add_dataloader_idx:
+            name = f"{name}/dataloader_idx_{self.dataloader_idx}"
+        logger = True if logger is None else logger
+
+        if on_step:
+            step_key = f"{name}_step" if on_epoch else name
+            if sync_dist:
+                tensor = self._reduce(tensor, reduce_fx)
+            self.callback_metrics[step_key] = tensor
+            if on_epoch:
+                self.callback_metrics[name] = tensor
+            if prog_bar:
+                self._progress_bar[step_key] = tensor
+            if logger:
+                self._unlogged[step_key] = tensor
+        if on_epoch:
+            metrics = self._epoch_metrics.setdefault(self.stage, {})
+            metric = metrics.get(name)
+            if metric is None:
+                metric = metrics[name] = _Metric(
+                    _reduction(name, reduce_fx), on_step, on_epoch, prog_bar, logger, sync_dist
+                )
+            metric.update(tensor, self._batch_size(batch_size))
+            if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
+                self._publish_epoch_value(name, metric)
+
+    # -- called by the loops ------------------------------------------------------------------
+    def start_epoch(self, stage: str) -> None:
+        """Forget the epoch aggregates of ``stage``; keep what callbacks already saw."""
+        self._epoch_metrics[stage] = {}
+
+    def end_epoch(self, stage: str) -> None:
+        """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
+        for name, metric in self._epoch_metrics.get(stage, {}).items():
+            self._publish_epoch_value(name, metric)
+
+    def epoch_keys(self, stage: str) -> list[str]:
+        """The callback_metrics keys holding ``stage``'s epoch values."""
+        return [f"{name}_epoch" if metric.on_step else name for name, metric in self._epoch_metrics.get(stage, {}).items()]
+
+    def take_unlogged(self) -> dict[str, torch.Tensor]:
+        """Values logged since the last flush; the caller sends them to the loggers."""
+        unlogged, self._unlogged = self._unlogged, {}
+        return unlogged
+
+    def reset(self) -> None:
+        """Drop everything, as after the sanity check."""
+        self._epoch_metrics.clear()
+        self.callback_metrics.clear()
+        self.logged_metrics.clear()
+        self._progress_bar.clear()
+        self._unlogged.clear()
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return {key: _to_float(value) for key, value in self._progress_bar.items()}
+
+    # -- internals ----------------------------------------------------------------------------
+    def _publish_epoch_value(self, name: str, metric: _Metric) -> None:
+        value = metric.compute()
+        if metric.sync_dist:
+            value = self._reduce(value, metric.reduce)
+        epoch_key = f"{name}_epoch" if metric.on_step else name
+        self.callback_metrics[epoch_key] = value
+        self.callback_metrics[name] = value
+        if metric.prog_bar:
+            self._progress_bar[epoch_key] = value
+        if metric.logger:
+            self._unlogged[epoch_key] = value
+
+    def _reduce(self, tensor: torch.Tensor, reduce_fx: Any) -> torch.Tensor:
+        if self._reduce_across_ranks is None:
+            return tensor
+        return self._reduce_across_ranks(tensor, _reduction("sync_dist", reduce_fx))
+
+    def _batch_size(self, explicit: int | None) -> int:
+        if explicit is not None:
+            return int(explicit)
+        batch = self.batch
+        cached = self._batch_size_of
+        if cached is not None and cached[0] == id(batch):
+            return cached[1]
+        size = _infer_batch_size(batch)
+        self._batch_size_of = (id(batch), size)
+        return size
+
+    @staticmethod
+    def _defaults(name: str, hook: str | None) -> tuple[bool, bool, bool]:
+        """(on_step, on_epoch, whether on_step is allowed) for a log call made in ``hook``."""
+        if hook in _TRAIN_STEP_HOOKS:
+            return True, False, True
+        if hook in _EPOCH_HOOKS:
+            return False, True, False
+        if hook in _EVAL_STEP_HOOKS:
+            return False, True, True
+        if hook in _EVAL_EPOCH_HOOKS:
+            return False, True, False
+        raise MisconfigurationError(
+            f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
+            "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
+        )
+
+
+def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise MisconfigurationError(
+                f"self.log({name!r}) needs a scalar, got a tensor of shape {tuple(value.shape)}. "
+                "Reduce it first, e.g. value.mean()."
+            )
+        if value.dim():
+            value = value.reshape(())
+        return value if enable_graph else value.detach()
+    if isinstance(value, (int, float, bool)):
+        return torch.tensor(float(value))
+    raise MisconfigurationError(
+        f"self.log({name!r}) needs a number or a one-element tensor, got {type(value).__name__}. "
+        "Use self.log_dict for several values."
+    )
+
+
+def _reduction(name: str, reduce_fx: Any) -> str:
+    reduction = _REDUCTIONS.get(reduce_fx) if isinstance(reduce_fx, str) else _REDUCTION_FUNCTIONS.get(reduce_fx)
+    if reduction is None:
+        raise MisconfigurationError(
+            f"self.log({name!r}, reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'sum', 'max' or 'min'."
+        )
+    return reduction
+
+
+def _infer_batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else 1
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            size = _infer_batch_size(item)
+            if size:
+                return size
+    return 1
+
+
+def _to_float(value: Any) -> float:
+    return value.item() if isinstance(value, torch.Tensor) else float(value)
+
+
+def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One host transfer for all values on a device, not one per metric."""
+    if not metrics:
+        return {}
+    keys = list(metrics)
+    by_device: dict[torch.device, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_device.setdefault(metrics[key].device, []).append(index)
+    floats: list[float] = [0.0] * len(keys)
+    for indices in by_device.values():
+        values = torch.stack([metrics[keys[i]].float() for i in indices]).tolist()
+        for index, value in zip(indices, values):
+            floats[index] = value
+    return dict(zip(keys, floats))

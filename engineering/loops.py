@@ -1,0 +1,334 @@
+"""The loops: fit, evaluation (validate/test/sanity check) and predict, each a plain function.
+
+Read ``run_fit`` top to bottom to follow one training step; ``optim.automatic_step`` holds the
+optimizer step and ``strategies/single.py`` the backward. Every event goes through ``trainer.emit``,
+which calls the callbacks' hook, then the module's hook of the same name.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engineering import events, optim
+from engineering.data import with_last_flag
+from engineering.logging import metrics_to_floats
+from research import LightningDataModule
+
+
+@dataclass
+class Progress:
+    """Everything that says where a run is. A checkpoint stores it whole; resuming reads it back."""
+
+    epoch: int = 0
+    global_step: int = 0                # optimizer steps taken
+    batch_idx: int = 0                  # next batch to run within the epoch; exact resume starts here
+    batches_that_stepped: int = 0       # the step number loggers see
+    total_batch_idx: int = 0            # batches run over all epochs
+    should_stop: bool = False
+    stop_reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
+def run_fit(trainer: Any) -> None:
+    """Train until an epoch, step or time limit, or until someone sets ``trainer.should_stop``.
+
+        sanity check: validation over num_sanity_val_steps batches; its metrics are dropped
+        on_train_start
+        while epochs remain:
+            on_train_epoch_start
+            for batch_idx, batch in the training batches (from progress.batch_idx when resuming):
+                batch → device                     on_before_batch_transfer, transfer_batch_to_device, …
+                on_train_batch_start               the module returning -1 ends the epoch
+                automatic optimization             optim.automatic_step: training_step, zero_grad,
+                                                   backward, clip, optimizer step
+                or manual: training_step           the module steps its own optimizers
+                on_train_batch_end
+                step-interval schedulers; metrics to loggers every log_every_n_steps
+                validation, when val_check_interval says so
+                stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
+            epoch metrics; on_train_epoch_end; metrics to loggers
+            epoch-interval schedulers; epoch += 1
+        on_train_end
+    """
+    progress = trainer.progress
+    module = trainer.lightning_module
+    if trainer.num_sanity_val_steps and trainer.val_dataloaders_present and progress.global_step == 0:
+        _sanity_check(trainer)
+
+    module.train()
+    trainer.emit(events.on_train_start)
+    started = time.monotonic()
+    while not _fit_done(trainer):
+        trainer.results.start_epoch("train")
+        trainer.results.stage = "train"
+        trainer.emit(events.on_train_epoch_start)
+        _run_training_epoch(trainer, module, started)
+
+        trainer.results.stage = "train"
+        trainer.results.end_epoch("train")
+        trainer.emit(events.on_train_epoch_end)
+        flush_logged_metrics(trainer)
+        if module.automatic_optimization:
+            optim.step_schedulers(trainer, "epoch", progress.epoch)
+        progress.epoch += 1
+        progress.batch_idx = 0
+    trainer.emit(events.on_train_end)
+
+
+def _run_training_epoch(trainer: Any, module: Any, started: float) -> None:
+    progress = trainer.progress
+    accumulate = trainer.accumulate_grad_batches
+    limit = trainer.num_training_batches
+    profile = trainer.profiler.profile
+    batches = with_last_flag(trainer.train_dataloader, limit)
+    for _ in range(progress.batch_idx):  # resuming mid-epoch: skip what the checkpoint already trained on
+        next(batches, None)
+
+    for batch_idx, batch, is_last in batches:
+        with profile("batch_transfer"):
+            batch = to_device(trainer, batch, 0)
+        trainer.results.batch = batch
+        responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
+        if any(response == -1 for _, response in responses):
+            break
+
+        if module.automatic_optimization:
+            window_end = (batch_idx + 1) % accumulate == 0 or is_last
+            outputs = optim.automatic_step(
+                trainer, module, batch, batch_idx, window_start=batch_idx % accumulate == 0, window_end=window_end
+            )
+        else:
+            window_end = True
+            trainer.results.hook = "training_step"
+            with profile("training_step"), trainer.strategy.precision.forward_context():
+                outputs = module.training_step(batch, batch_idx)
+
+        progress.batch_idx = batch_idx + 1
+        progress.total_batch_idx += 1
+        trainer.emit(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
+
+        if window_end and module.automatic_optimization:
+            optim.step_schedulers(trainer, "step", batch_idx)
+        if (progress.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
+            flush_logged_metrics(trainer)
+        if window_end:
+            progress.batches_that_stepped += 1
+
+        stopping = _epoch_must_end(trainer, started)
+        if _validation_due(trainer, batch_idx, is_last, stopping):
+            run_validation_in_fit(trainer)
+        if stopping:
+            break
+
+
+def _epoch_must_end(trainer: Any, started: float) -> bool:
+    progress = trainer.progress
+    if trainer.max_steps != -1 and progress.global_step >= trainer.max_steps:
+        progress.stop_reason = "max_steps"
+        return True
+    if trainer.max_time is not None and time.monotonic() - started >= trainer.max_time:
+        progress.should_stop, progress.stop_reason = True, "max_time"
+        return True
+    return progress.should_stop and _can_stop_early(trainer)
+
+
+def _fit_done(trainer: Any) -> bool:
+    """Checked before every epoch: limits reached, or a stop request that min_epochs/min_steps allow."""
+    progress = trainer.progress
+    if trainer.max_steps != -1 and progress.global_step >= trainer.max_steps:
+        progress.stop_reason = "max_steps"
+        return True
+    if trainer.max_epochs != -1 and progress.epoch >= trainer.max_epochs:
+        progress.stop_reason = progress.stop_reason or "max_epochs"
+        return True
+    if not progress.should_stop:
+        return False
+    if _can_stop_early(trainer):
+        progress.stop_reason = progress.stop_reason or "should_stop"
+        return True
+    print(
+        f"Stopping was requested, but min_epochs={trainer.min_epochs} / min_steps={trainer.min_steps} "
+        "are not reached yet: training continues."
+    )
+    progress.should_stop, progress.stop_reason = False, ""
+    return False
+
+
+def _can_stop_early(trainer: Any) -> bool:
+    progress = trainer.progress
+    return progress.epoch >= (trainer.min_epochs or 0) and progress.global_step >= (trainer.min_steps or 0)
+
+
+def _validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
+    if not trainer.val_dataloaders_present or trainer.limit_val_batches == 0:
+        return False
+    every = trainer.check_val_every_n_epoch
+    if every is not None and (trainer.progress.epoch + 1) % every:
+        return False
+    if stopping:
+        return True
+    interval = trainer.val_check_batch
+    if math.isinf(interval):
+        return is_last
+    index = trainer.progress.total_batch_idx - 1 if every is None else batch_idx
+    return (index + 1) % interval == 0
+
+
+def flush_logged_metrics(trainer: Any) -> None:
+    """Send what was logged since the last flush to the loggers, as floats, from global rank 0."""
+    unlogged = trainer.results.take_unlogged()
+    if not unlogged or trainer.sanity_checking:
+        return
+    trainer.results.logged_metrics.update(unlogged)
+    if events.log_metrics.receivers and trainer.is_global_zero:
+        metrics = metrics_to_floats(unlogged)  # the one host sync of a flush
+        metrics.setdefault("epoch", trainer.progress.epoch)
+        trainer.emit(events.log_metrics, metrics=metrics, step=trainer.progress.batches_that_stepped)
+
+
+def to_device(trainer: Any, batch: Any, dataloader_idx: int) -> Any:
+    """on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer; datamodule hooks win."""
+    module = trainer.lightning_module
+    datamodule = trainer.datamodule
+    before = after = module
+    if datamodule is not None:
+        if _overrides(type(datamodule), "on_before_batch_transfer"):
+            before = datamodule
+        if _overrides(type(datamodule), "on_after_batch_transfer"):
+            after = datamodule
+    batch = before.on_before_batch_transfer(batch, dataloader_idx)
+    batch = module.transfer_batch_to_device(batch, trainer.strategy.root_device, dataloader_idx)
+    batch = after.on_after_batch_transfer(batch, dataloader_idx)
+    return trainer.strategy.precision.convert_input(batch)
+
+
+@functools.cache
+def _overrides(datamodule_class: type, hook: str) -> bool:
+    return getattr(datamodule_class, hook) is not getattr(LightningDataModule, hook)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation, test and the sanity check
+# ---------------------------------------------------------------------------------------------
+_STAGE_EVENTS = {
+    stage: {
+        name: getattr(events, f"on_{stage}_{name}")
+        for name in ("start", "end", "epoch_start", "epoch_end", "batch_start", "batch_end")
+    }
+    for stage in ("validation", "test", "predict")
+}
+
+
+def _sanity_check(trainer: Any) -> None:
+    trainer.sanity_checking = True
+    try:
+        trainer.emit(events.on_sanity_check_start)
+        run_evaluation(trainer, "validation", trainer.val_dataloaders, trainer.num_sanity_val_batches)
+        trainer.emit(events.on_sanity_check_end)
+    finally:
+        trainer.sanity_checking = False
+    trainer.results.reset()
+
+
+def run_validation_in_fit(trainer: Any) -> None:
+    with trainer.profiler.profile("validation"):
+        run_evaluation(trainer, "validation", trainer.val_dataloaders, trainer.num_val_batches)
+    trainer.results.stage = "train"
+    trainer.lightning_module.on_validation_model_train()
+
+
+def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[float]) -> list[dict[str, float]]:
+    """One pass over validation or test data.
+
+        on_{stage}_model_eval
+        on_{stage}_start; on_{stage}_epoch_start
+        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end
+        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end
+    Returns one dict of epoch metrics per dataloader.
+    """
+    module = trainer.lightning_module
+    hooks = _STAGE_EVENTS[stage]
+    step = module.validation_step if stage == "validation" else module.test_step
+    step_name = f"{stage}_step"
+    several = len(loaders) > 1
+    results = trainer.results
+    getattr(module, f"on_{stage}_model_eval")()
+    results.stage = stage
+    results.start_epoch(stage)
+    trainer.emit(hooks["start"])
+    trainer.emit(hooks["epoch_start"])
+    with _no_grad(trainer), trainer.profiler.profile(f"run_{stage}_evaluation"):
+        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            results.dataloader_idx = dataloader_idx if several else None
+            for batch_idx, batch, _ in with_last_flag(loader, limit):
+                batch = to_device(trainer, batch, dataloader_idx)
+                results.batch = batch
+                trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+                results.hook = step_name
+                with trainer.profiler.profile(step_name), trainer.strategy.precision.forward_context():
+                    outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                trainer.emit(
+                    hooks["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx
+                )
+    results.dataloader_idx = None
+    results.end_epoch(stage)
+    trainer.emit(hooks["epoch_end"])
+    flush_logged_metrics(trainer)
+    trainer.emit(hooks["end"])
+    return _metrics_per_dataloader(results, stage, len(loaders))
+
+
+def _metrics_per_dataloader(results: Any, stage: str, count: int) -> list[dict[str, float]]:
+    logged = results.epoch_keys(stage)
+    values = metrics_to_floats({key: results.callback_metrics[key] for key in logged})
+    per_loader = []
+    for dataloader_idx in range(count):
+        suffix = f"/dataloader_idx_{dataloader_idx}"
+        per_loader.append(
+            {key: value for key, value in values.items() if "/dataloader_idx_" not in key or key.endswith(suffix)}
+        )
+    return per_loader
+
+
+def _no_grad(trainer: Any) -> Any:
+    return torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------
+def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
+    """on_predict_start → per batch: on_predict_batch_start, predict_step, on_predict_batch_end → on_predict_end."""
+    module = trainer.lightning_module
+    hooks = _STAGE_EVENTS["predict"]
+    several = len(loaders) > 1
+    module.on_predict_model_eval()
+    trainer.emit(hooks["start"])
+    trainer.emit(hooks["epoch_start"])
+    predictions: list[list[Any]] = [[] for _ in loaders]
+    with _no_grad(trainer):
+        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            for batch_idx, batch, _ in with_last_flag(loader, limit):
+                batch = to_device(trainer, batch, dataloader_idx)
+                trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+                with trainer.profiler.profile("predict_step"), trainer.strategy.precision.forward_context():
+                    if several:
+                        outputs = module.predict_step(batch, batch_idx, dataloader_idx)
+                    else:
+                        outputs = module.predict_step(batch, batch_idx)
+                if keep:
+                    predictions[dataloader_idx].append(outputs)
+                trainer.emit(
+                    hooks["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx
+                )
+    trainer.emit(hooks["epoch_end"])
+    trainer.emit(hooks["end"])
+    return predictions if several else predictions[0]

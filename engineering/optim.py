@@ -1,0 +1,237 @@
+"""Optimizers and schedulers: parsing ``configure_optimizers``, the automatic step, scheduler stepping."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engineering import events
+from engineering.logging import MisconfigurationError
+
+_SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
+
+
+@dataclass
+class LRSchedulerConfig:
+    """A scheduler and when to step it; Lightning's ``lr_scheduler`` dict, as a dataclass."""
+
+    scheduler: Any
+    name: str | None = None
+    interval: str = "epoch"
+    frequency: int = 1
+    reduce_on_plateau: bool = False
+    monitor: str | None = None
+    strict: bool = True
+
+
+class LightningOptimizer:
+    """Wraps an optimizer so that ``step`` runs the hooks, the precision's step and counts global_step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any) -> None:
+        self._optimizer = optimizer
+        self._trainer = weakref.ref(trainer)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self._optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self._optimizer.state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._optimizer, name)
+
+    def __repr__(self) -> str:
+        return f"LightningOptimizer({self._optimizer!r})"
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step."""
+        trainer = self._trainer()
+        module = trainer.lightning_module
+
+        def closure_then_clip() -> Any:
+            loss = closure() if closure is not None else None
+            trainer.emit(events.on_before_optimizer_step, optimizer=self._optimizer)
+            if module.automatic_optimization:
+                module.configure_gradient_clipping(
+                    self._optimizer, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+                )
+            return loss
+
+        result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
+        trainer.progress.global_step += 1
+        return result
+
+
+def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[LRSchedulerConfig]]:
+    """Every form ``configure_optimizers`` may return → (optimizers, scheduler configs)."""
+    if returned is None:
+        raise MisconfigurationError(
+            "configure_optimizers returned None. Return an optimizer, e.g. "
+            "`return torch.optim.SGD(self.parameters(), lr=0.1)`; to only evaluate, use trainer.validate/test."
+        )
+    if _is_optimizer(returned):
+        return [returned], []
+    if isinstance(returned, Mapping):
+        return _parse_dicts([returned])
+    if isinstance(returned, Sequence) and not isinstance(returned, str):
+        items = list(returned)
+        if items and all(isinstance(item, Mapping) for item in items):
+            return _parse_dicts(items)
+        if len(items) == 2 and isinstance(items[0], Sequence) and not _is_optimizer(items[0]):
+            optimizers = list(items[0])
+            schedulers = items[1] if isinstance(items[1], Sequence) else [items[1]]
+            _check_optimizers(optimizers)
+            return optimizers, [_scheduler_config(entry) for entry in schedulers]
+        if items and all(_is_optimizer(item) for item in items):
+            return items, []
+    raise MisconfigurationError(
+        f"configure_optimizers returned {type(returned).__name__}, which is not a supported form. Return an "
+        "optimizer, a list of optimizers, ([optimizers], [schedulers]), or "
+        "{'optimizer': ..., 'lr_scheduler': ...} (or a list of such dicts)."
+    )
+
+
+def _parse_dicts(entries: list[Mapping[str, Any]]) -> tuple[list[Any], list[LRSchedulerConfig]]:
+    optimizers, configs = [], []
+    for entry in entries:
+        unknown = set(entry) - {"optimizer", "lr_scheduler", "monitor"}
+        if "optimizer" not in entry or unknown:
+            raise MisconfigurationError(
+                f"configure_optimizers returned a dict with keys {sorted(entry)}; it needs 'optimizer' and may "
+                "have 'lr_scheduler' and 'monitor'."
+            )
+        optimizers.append(entry["optimizer"])
+        if entry.get("lr_scheduler") is not None:
+            configs.append(_scheduler_config(entry["lr_scheduler"], entry.get("monitor")))
+    _check_optimizers(optimizers)
+    return optimizers, configs
+
+
+def _scheduler_config(entry: Any, monitor: str | None = None) -> LRSchedulerConfig:
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - _SCHEDULER_KEYS
+        if "scheduler" not in entry or unknown:
+            raise MisconfigurationError(
+                f"An lr_scheduler dict has keys {sorted(entry)}; it needs 'scheduler' and may have "
+                f"{sorted(_SCHEDULER_KEYS - {'scheduler'})}."
+            )
+        config = LRSchedulerConfig(**{"monitor": monitor, **entry})
+    else:
+        config = LRSchedulerConfig(scheduler=entry, monitor=monitor)
+    if not callable(getattr(config.scheduler, "step", None)):
+        raise MisconfigurationError(f"{type(config.scheduler).__name__} is not a learning-rate scheduler (no step()).")
+    if config.interval not in ("step", "epoch"):
+        raise MisconfigurationError(f"lr_scheduler interval={config.interval!r}; use 'step' or 'epoch'.")
+    if not isinstance(config.frequency, int) or config.frequency < 1:
+        raise MisconfigurationError(f"lr_scheduler frequency={config.frequency!r}; use a positive int.")
+    config.reduce_on_plateau = isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if config.reduce_on_plateau and config.monitor is None:
+        raise MisconfigurationError(
+            "ReduceLROnPlateau needs a metric to follow. Return "
+            "{'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'monitor': 'val_loss'}}."
+        )
+    return config
+
+
+def _is_optimizer(candidate: Any) -> bool:
+    return isinstance(candidate, torch.optim.Optimizer)
+
+
+def _check_optimizers(optimizers: list[Any]) -> None:
+    for optimizer in optimizers:
+        if not _is_optimizer(optimizer):
+            raise MisconfigurationError(
+                f"configure_optimizers gave {type(optimizer).__name__} where a torch.optim.Optimizer belongs."
+            )
+
+
+def loss_from(outputs: Any) -> torch.Tensor | None:
+    """The loss in what training_step returned: a tensor, a dict with 'loss', or None (skip)."""
+    if outputs is None:
+        return None
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    if isinstance(outputs, Mapping) and "loss" not in outputs:
+        raise MisconfigurationError(
+            f"training_step returned a dict without 'loss' (keys: {sorted(outputs)}). Put the loss under 'loss'."
+        )
+    if not isinstance(loss, torch.Tensor):
+        raise MisconfigurationError(
+            f"training_step returned {type(loss).__name__}; return the loss tensor, a dict with 'loss', or None."
+        )
+    if loss.numel() != 1:
+        raise MisconfigurationError(
+            f"training_step returned a loss of shape {tuple(loss.shape)}; return a scalar, e.g. loss.mean()."
+        )
+    return loss
+
+
+def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window_start: bool, window_end: bool) -> Any:
+    """One batch of automatic optimization, in Lightning's order.
+
+    training_step → (first batch of the window) on_before_zero_grad, optimizer_zero_grad →
+    backward(loss / accumulate_grad_batches) → (last batch of the window) optimizer_step, which runs
+    the above as its closure, then on_before_optimizer_step → clipping → the step itself.
+    """
+    optimizer = trainer.lightning_optimizers[0]
+    accumulate = trainer.accumulate_grad_batches
+    epoch = trainer.progress.epoch
+    ran: list[Any] = []
+
+    def closure() -> torch.Tensor | None:
+        trainer.results.hook = "training_step"
+        with trainer.profiler.profile("training_step"), trainer.strategy.precision.forward_context():
+            outputs = module.training_step(batch, batch_idx)
+        ran.append(outputs)
+        loss = loss_from(outputs)
+        if window_start:
+            trainer.emit(events.on_before_zero_grad, optimizer=optimizer.optimizer)
+            with trainer.profiler.profile("zero_grad"):
+                module.optimizer_zero_grad(epoch, batch_idx, optimizer)
+        if loss is not None:
+            with trainer.profiler.profile("backward"):
+                trainer.strategy.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
+        return loss
+
+    if not window_end:
+        closure()
+        return ran[-1]
+    with trainer.profiler.profile("optimizer_step"):
+        module.optimizer_step(epoch, batch_idx, optimizer, closure)
+    if not ran:
+        raise MisconfigurationError(
+            "optimizer_step was overridden without running the closure. Call "
+            "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
+        )
+    return ran[-1]
+
+
+def step_schedulers(trainer: Any, interval: str, index: int) -> None:
+    """Step every scheduler of ``interval`` whose frequency divides ``index + 1``."""
+    module = trainer.lightning_module
+    for config in trainer.lr_scheduler_configs:
+        if config.interval != interval or (index + 1) % config.frequency:
+            continue
+        metric = None
+        if config.reduce_on_plateau:
+            metric = trainer.callback_metrics.get(config.monitor)
+            if metric is None:
+                if config.strict:
+                    raise MisconfigurationError(
+                        f"ReduceLROnPlateau follows {config.monitor!r}, which was not logged. Logged metrics: "
+                        f"{sorted(trainer.callback_metrics)}. Log it with self.log or set 'strict': False."
+                    )
+                continue
+        module.lr_scheduler_step(config.scheduler, metric)

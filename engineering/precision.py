@@ -1,0 +1,165 @@
+"""Numeric precision: how the forward runs (autocast or not), how the loss is scaled, how steps happen.
+
+The order inside one optimizer step, for every precision:
+    forward under ``forward_context()`` → ``scale_loss`` → backward → ``unscale_gradients`` → clip →
+    ``optimizer_step`` (a scaler skips it on inf/nan) → scaler update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from engineering.logging import MisconfigurationError
+
+_ALIASES = {
+    "32": "32-true", "32-true": "32-true",
+    "64": "64-true", "64-true": "64-true",
+    "16": "16-mixed", "16-mixed": "16-mixed",
+    "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed",
+    "16-true": "16-true", "bf16-true": "bf16-true",
+}
+PRECISIONS = sorted(set(_ALIASES.values()))
+
+
+def normalize_precision(precision: Any) -> str:
+    name = _ALIASES.get(str(precision)) if isinstance(precision, (int, str)) else None
+    if name is None:
+        raise MisconfigurationError(f"precision={precision!r} is not supported; choose one of {PRECISIONS}.")
+    return name
+
+
+class Precision:
+    """Full precision in the parameters' own dtype (``32-true``); the base of the others."""
+
+    name = "32-true"
+    _no_context = contextlib.nullcontext()
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        return module
+
+    def convert_input(self, batch: Any) -> Any:
+        return batch
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return self._no_context
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None: ...
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        return optimizer.step(closure=closure, **kwargs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+class TruePrecision(Precision):
+    """Parameters and floating inputs cast to one dtype: 64-true, 16-true, bf16-true."""
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        return module.to(dtype=self.dtype)
+
+    def convert_input(self, batch: Any) -> Any:
+        return _cast_floating(batch, self.dtype)
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return _default_dtype(self.dtype)
+
+
+class MixedPrecision(Precision):
+    """Autocast forward; with fp16 on CUDA a GradScaler scales the loss and skips inf/nan steps."""
+
+    def __init__(self, name: str, device_type: str, dtype: torch.dtype) -> None:
+        self.name = name
+        self.device_type = device_type
+        self.dtype = dtype
+        self.scaler = torch.amp.GradScaler(device_type) if dtype is torch.float16 and device_type == "cuda" else None
+        self._unscaled: set[int] = set()
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None and id(optimizer) not in self._unscaled:
+            self.scaler.unscale_(optimizer)
+            self._unscaled.add(id(optimizer))
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        if self.scaler is None:
+            return optimizer.step(closure=closure, **kwargs)
+        # GradScaler cannot take a closure: run it (forward + backward) first, then step.
+        loss = closure()
+        self.scaler.step(optimizer, **kwargs)
+        self.scaler.update()
+        self._unscaled.discard(id(optimizer))
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.scaler is not None and state_dict:
+            self.scaler.load_state_dict(state_dict)
+
+
+def create_precision(name: str, device_type: str) -> Precision:
+    """The precision plugin for a normalized precision name on a device type."""
+    if name == "32-true":
+        return Precision()
+    if name == "64-true":
+        return TruePrecision(name, torch.float64)
+    if name == "16-true":
+        return TruePrecision(name, torch.float16)
+    if name == "bf16-true":
+        return TruePrecision(name, torch.bfloat16)
+    if name == "bf16-mixed":
+        return MixedPrecision(name, _autocast_device(device_type), torch.bfloat16)
+    if device_type != "cuda":
+        warnings.warn(
+            "precision='16-mixed' on CPU autocasts to bfloat16, the half type CPUs support well; "
+            "there is no loss scaling. Use 'bf16-mixed' to say so explicitly.",
+            stacklevel=3,
+        )
+        return MixedPrecision(name, _autocast_device(device_type), torch.bfloat16)
+    return MixedPrecision(name, "cuda", torch.float16)
+
+
+def _autocast_device(device_type: str) -> str:
+    return device_type if device_type in ("cuda", "cpu", "mps", "xla") else "cpu"
+
+
+def _cast_floating(batch: Any, dtype: torch.dtype) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dtype) if batch.is_floating_point() else batch
+    if isinstance(batch, dict):
+        return type(batch)({key: _cast_floating(value, dtype) for key, value in batch.items()})
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(_cast_floating(value, dtype) for value in batch)
+    return batch
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # tensors created inside forward get the run's dtype too
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -1,0 +1,81 @@
+"""One process, one device: where the module lives, how backward and the optimizer step run.
+
+Distributed strategies subclass this and override placement and the collectives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from engineering import events
+from engineering.precision import Precision
+
+
+class SingleDeviceStrategy:
+    """Runs everything on ``device``; the collectives are identities."""
+
+    name = "single_device"
+
+    def __init__(self, device: torch.device, precision: Precision) -> None:
+        self.root_device = device
+        self.precision = precision
+        self.trainer: Any = None
+
+    # -- who am I ------------------------------------------------------------------------------
+    world_size = 1
+    global_rank = 0
+    local_rank = 0
+    node_rank = 0
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.global_rank == 0
+
+    # -- placement -----------------------------------------------------------------------------
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        module = self.precision.convert_module(module)
+        return module.to(self.root_device)
+
+    # -- one optimization step ------------------------------------------------------------------
+    def backward(self, loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+        """on_before_backward → module.backward on the (scaled) loss → on_after_backward."""
+        trainer = self.trainer
+        trainer.emit(events.on_before_backward, loss=loss)
+        trainer.lightning_module.backward(self.precision.scale_loss(loss), *args, **kwargs)
+        trainer.emit(events.on_after_backward)
+
+    def clip_gradients(
+        self, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
+    ) -> None:
+        if not clip_val:
+            return
+        self.precision.unscale_gradients(optimizer)  # clip what the optimizer will really apply
+        parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(parameters, clip_val)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        return self.precision.optimizer_step(optimizer, closure, **kwargs)
+
+    # -- collectives, for code that must also run distributed ------------------------------------
+    def barrier(self, name: str | None = None) -> None: ...
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def all_gather(self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False) -> torch.Tensor:
+        return tensor
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str = "mean") -> torch.Tensor:
+        return tensor
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    def teardown(self) -> None: ...

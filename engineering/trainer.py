@@ -1,0 +1,738 @@
+"""The Trainer: flags, the fit/validate/test/predict entry points, and the state users read."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engineering import events, loops, optim
+from engineering.accelerators import resolve_accelerator, resolve_devices, torch_device
+from engineering.checkpoint import ModelCheckpoint, build_checkpoint, load_checkpoint, restore, save_atomically
+from engineering.data import as_loader_list, limited_batches, without_shuffle
+from engineering.discovery import discover
+from engineering.events import Callback, callback_receiver, module_receiver, overridden_hooks
+from engineering.loggers import Logger
+from engineering.logging import MisconfigurationError, Results
+from engineering.precision import create_precision, normalize_precision
+from engineering.profiler import PassThroughProfiler, Profiler
+from engineering.strategies import SingleDeviceStrategy
+from research import LightningDataModule, LightningModule
+
+_STRATEGIES = ("auto", "single_device")
+
+
+class Trainer:
+    """Runs a LightningModule: ``fit``, ``validate``, ``test``, ``predict``. Flags mean what Lightning's mean."""
+
+    def __init__(
+        self,
+        *,
+        accelerator: str = "auto",
+        strategy: str = "auto",
+        devices: int | str | list[int] = "auto",
+        num_nodes: int = 1,
+        precision: int | str | None = None,
+        logger: Logger | Iterable[Logger] | bool | None = None,
+        callbacks: Callback | list[Callback] | None = None,
+        fast_dev_run: bool | int = False,
+        max_epochs: int | None = None,
+        min_epochs: int | None = None,
+        max_steps: int = -1,
+        min_steps: int | None = None,
+        max_time: str | datetime.timedelta | dict[str, int] | None = None,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        val_check_interval: int | float | None = None,
+        check_val_every_n_epoch: int | None = 1,
+        num_sanity_val_steps: int | None = None,
+        log_every_n_steps: int | None = None,
+        enable_checkpointing: bool | None = None,
+        enable_progress_bar: bool | None = None,
+        enable_model_summary: bool | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+        deterministic: bool | str | None = None,
+        benchmark: bool | None = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Profiler | str | bool | None = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        default_root_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.barebones = _check_bool("barebones", barebones)
+        if barebones:
+            _refuse_with_barebones(
+                enable_checkpointing=enable_checkpointing, enable_progress_bar=enable_progress_bar,
+                enable_model_summary=enable_model_summary, logger=logger, profiler=profiler,
+            )
+            enable_checkpointing = enable_progress_bar = enable_model_summary = logger = False
+
+        self.fast_dev_run = _check_fast_dev_run(fast_dev_run)
+        self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+        self.enable_progress_bar = _check_bool("enable_progress_bar", True if enable_progress_bar is None else enable_progress_bar)
+        self.enable_model_summary = _check_bool("enable_model_summary", True if enable_model_summary is None else enable_model_summary)
+        self.enable_checkpointing = _check_bool("enable_checkpointing", True if enable_checkpointing is None else enable_checkpointing)
+
+        # -- loop limits --------------------------------------------------------------------------
+        self.max_steps = _check_int("max_steps", max_steps, minimum=-1)
+        self.min_steps = None if min_steps is None else _check_int("min_steps", min_steps, minimum=0)
+        self.min_epochs = None if min_epochs is None else _check_int("min_epochs", min_epochs, minimum=0)
+        if max_epochs is None:
+            max_epochs = 1000 if max_steps == -1 and max_time is None else -1
+        self.max_epochs = _check_int("max_epochs", max_epochs, minimum=-1)
+        self.max_time = _parse_max_time(max_time)
+        self.limit_train_batches = _check_limit("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = _check_limit("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = _check_limit("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = _check_limit("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = _check_limit("overfit_batches", overfit_batches)
+        self.val_check_interval = _check_val_check_interval(val_check_interval)
+        if check_val_every_n_epoch is not None:
+            _check_int("check_val_every_n_epoch", check_val_every_n_epoch, minimum=1)
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.num_sanity_val_steps = _check_int(
+            "num_sanity_val_steps", 2 if num_sanity_val_steps is None else num_sanity_val_steps, minimum=-1
+        )
+        self.log_every_n_steps = _check_int("log_every_n_steps", 50 if log_every_n_steps is None else log_every_n_steps, minimum=1)
+        self.accumulate_grad_batches = _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+        if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not isinstance(gradient_clip_val, (int, float)) or gradient_clip_val < 0):
+            raise MisconfigurationError(f"gradient_clip_val={gradient_clip_val!r} must be a non-negative number or None.")
+        self.gradient_clip_val = gradient_clip_val
+        if gradient_clip_algorithm not in (None, "norm", "value"):
+            raise MisconfigurationError(
+                f"gradient_clip_algorithm={gradient_clip_algorithm!r} is not supported; use 'norm' or 'value'."
+            )
+        self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
+        if self.fast_dev_run:
+            runs = self.fast_dev_run
+            self.limit_train_batches = self.limit_val_batches = runs
+            self.limit_test_batches = self.limit_predict_batches = runs
+            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, runs, 0
+            self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
+            logger, self.enable_checkpointing = False, False
+        if self.overfit_batches:
+            self.limit_train_batches = self.limit_val_batches = self.overfit_batches
+
+        # -- numerics and hardware ----------------------------------------------------------------
+        if deterministic not in (None, True, False, "warn"):
+            raise MisconfigurationError(f"deterministic={deterministic!r}; use True, False, 'warn' or None.")
+        self.deterministic = deterministic
+        self.benchmark = benchmark
+        self.inference_mode = _check_bool("inference_mode", inference_mode)
+        self.detect_anomaly = _check_bool("detect_anomaly", detect_anomaly)
+        self.use_distributed_sampler = use_distributed_sampler
+        self.precision = normalize_precision("32-true" if precision is None else precision)
+        if strategy not in _STRATEGIES:
+            raise MisconfigurationError(
+                f"strategy={strategy!r} is not supported; choose one of {list(_STRATEGIES)}."
+            )
+        self.num_nodes = _check_int("num_nodes", num_nodes, minimum=1)
+        self.accelerator = resolve_accelerator(accelerator)
+        indices = resolve_devices(self.accelerator, devices)
+        if len(indices) != 1 or num_nodes != 1:
+            raise MisconfigurationError(
+                f"devices={devices!r}, num_nodes={num_nodes} asks for {len(indices) * num_nodes} devices; "
+                "this Trainer runs on one device. Use devices=1."
+            )
+        device = torch_device(self.accelerator, indices[0])
+        self.strategy = SingleDeviceStrategy(device, create_precision(self.precision, device.type))
+        self.strategy.trainer = self
+
+        # -- subscribers ---------------------------------------------------------------------------
+        self.profiler = _resolve_profiler(profiler)
+        self.callbacks: list[Callback] = _as_list(callbacks, "callbacks", Callback)
+        self.loggers: list[Logger] = [] if logger in (None, True, False) else _as_list(logger, "logger", Logger)
+        if self.enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+            self.callbacks.append(ModelCheckpoint())
+        if not barebones:
+            for subscriber in discover(self):
+                if isinstance(subscriber, Logger):
+                    if logger in (None, True):
+                        self.loggers.append(subscriber)
+                elif isinstance(subscriber, Callback):
+                    self.callbacks.append(subscriber)
+                else:
+                    raise MisconfigurationError(
+                        f"A discovered subscriber factory returned {type(subscriber).__name__}; "
+                        "it must return a Callback, a Logger or None."
+                    )
+        self._order_callbacks()
+
+        # -- run state -----------------------------------------------------------------------------
+        self.progress = loops.Progress()
+        self.results = Results(self.strategy.reduce)
+        self.lightning_module: LightningModule | None = None
+        self.datamodule: LightningDataModule | None = None
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.lightning_optimizers: list[optim.LightningOptimizer] = []
+        self.lr_scheduler_configs: list[optim.LRSchedulerConfig] = []
+        self.train_dataloader: Any = None
+        self.val_dataloaders: list[Any] = []
+        self.test_dataloaders: list[Any] = []
+        self.predict_dataloaders: list[Any] = []
+        self.num_training_batches: float = math.inf
+        self.num_val_batches: list[float] = []
+        self.num_sanity_val_batches: list[float] = []
+        self.num_test_batches: list[float] = []
+        self.num_predict_batches: list[float] = []
+        self.val_check_batch: float = math.inf
+        self.sanity_checking = False
+        self.stage: str | None = None
+        self.status = "initializing"
+        self._connections: list[tuple[events.Event, Any]] = []
+
+    # =============================================================================================
+    # Entry points
+    # =============================================================================================
+    def fit(
+        self,
+        model: LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | os.PathLike | None = None,
+    ) -> None:
+        """Train ``model``; resume from ``ckpt_path`` (a path or "last") when given."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        _check_loaders_or_datamodule(train_dataloaders, val_dataloaders, datamodule, "fit")
+        self._run("fit", model, datamodule, ckpt_path, train=train_dataloaders, val=val_dataloaders)
+
+    def validate(
+        self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: Any = None,
+        verbose: bool = True, datamodule: LightningDataModule | None = None,
+    ) -> list[dict[str, float]]:
+        """One pass over the validation data; returns the epoch metrics, one dict per dataloader."""
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def test(
+        self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: Any = None,
+        verbose: bool = True, datamodule: LightningDataModule | None = None,
+    ) -> list[dict[str, float]]:
+        """One pass over the test data; returns the epoch metrics, one dict per dataloader."""
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def predict(
+        self, model: LightningModule | None = None, dataloaders: Any = None,
+        datamodule: LightningDataModule | None = None, return_predictions: bool = True, ckpt_path: Any = None,
+    ) -> list[Any] | None:
+        """``predict_step`` over the data; returns its outputs (a list per dataloader when several)."""
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        model = self._model_or_previous(model, "predict")
+        return self._run("predict", model, datamodule, ckpt_path, predict=dataloaders, keep=return_predictions)
+
+    def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool = False) -> None:
+        """Write the run's state to ``filepath`` atomically (on global rank 0)."""
+        if self.lightning_module is None:
+            raise RuntimeError("save_checkpoint needs a model: call it during or after fit/validate/test.")
+        checkpoint = build_checkpoint(self, weights_only)
+        if self.is_global_zero:
+            save_atomically(checkpoint, filepath)
+        self.strategy.barrier("save_checkpoint")
+
+    def emit(self, event: events.Event, **payload: Any) -> list[tuple[Any, Any]]:
+        """Send ``event`` from this Trainer; receivers run in connection order. Cheap when nobody listens."""
+        if not event.receivers:
+            return []
+        self.results.hook = event.name
+        return event.send(self, pl_module=self.lightning_module, **payload)
+
+    # =============================================================================================
+    # State for users and callbacks
+    # =============================================================================================
+    @property
+    def current_epoch(self) -> int:
+        return self.progress.epoch
+
+    @property
+    def global_step(self) -> int:
+        return self.progress.global_step
+
+    @property
+    def should_stop(self) -> bool:
+        return self.progress.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.progress.should_stop = bool(value)
+
+    @property
+    def callback_metrics(self) -> dict[str, torch.Tensor]:
+        return self.results.callback_metrics
+
+    @property
+    def logged_metrics(self) -> dict[str, torch.Tensor]:
+        return self.results.logged_metrics
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        return self.results.progress_bar_metrics
+
+    @property
+    def logger(self) -> Logger | None:
+        return self.loggers[0] if self.loggers else None
+
+    @property
+    def log_dir(self) -> str:
+        directory = self.logger.log_dir if self.logger is not None else None
+        return directory if directory is not None else self.default_root_dir
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [callback for callback in self.callbacks if isinstance(callback, ModelCheckpoint)]
+
+    @property
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
+        found = self.checkpoint_callbacks
+        return found[0] if found else None
+
+    @property
+    def training(self) -> bool:
+        return self.stage == "fit" and not self.sanity_checking and self.results.stage == "train"
+
+    @property
+    def validating(self) -> bool:
+        return self.results.stage == "validation" and not self.sanity_checking and self.stage is not None
+
+    @property
+    def testing(self) -> bool:
+        return self.stage == "test"
+
+    @property
+    def predicting(self) -> bool:
+        return self.stage == "predict"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "interrupted"
+
+    @property
+    def global_rank(self) -> int:
+        return self.strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.strategy.node_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.is_global_zero
+
+    @property
+    def val_dataloaders_present(self) -> bool:
+        return bool(self.val_dataloaders) and any(count for count in self.num_val_batches)
+
+    @property
+    def estimated_stepping_batches(self) -> float:
+        """Optimizer steps the whole fit will take (for OneCycleLR and friends); inf when unbounded."""
+        if self.num_training_batches == math.inf and self.max_steps == -1:
+            return math.inf
+        per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
+        total = per_epoch * self.max_epochs if self.max_epochs != -1 else math.inf
+        return min(total, self.max_steps) if self.max_steps != -1 else total
+
+    # =============================================================================================
+    # One run, set up and torn down in one place
+    # =============================================================================================
+    def _evaluate(self, stage: str, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool,
+                  datamodule: Any) -> list[dict[str, float]]:
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        model = self._model_or_previous(model, stage)
+        results = self._run(stage, model, datamodule, ckpt_path, evaluate=dataloaders)
+        if verbose and self.is_global_zero:
+            _print_results(stage, results)
+        return results
+
+    def _model_or_previous(self, model: Any, stage: str) -> Any:
+        if model is None:
+            if self.lightning_module is None:
+                raise MisconfigurationError(f"Trainer.{stage}() needs a model: pass it as the first argument.")
+            return self.lightning_module
+        return model
+
+    def _run(self, stage: str, model: Any, datamodule: Any, ckpt_path: Any, **loaders: Any) -> Any:
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"Trainer.{stage} needs a LightningModule, got {type(model).__name__}.")
+        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+            raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
+        checkpoint_path = self._resolve_ckpt_path(ckpt_path)
+        self.lightning_module, self.datamodule = model, datamodule
+        model.trainer = self
+        if datamodule is not None:
+            datamodule.trainer = self
+        self.stage, self.status = "fit" if stage == "fit" else stage, "running"
+        self.results = Results(self.strategy.reduce)
+        previous_settings = _apply_global_settings(self.deterministic, self.benchmark)
+        try:
+            self._connect_subscribers(model)
+            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                result = self._run_stage(stage, model, datamodule, checkpoint_path, **loaders)
+            self.status = "finished"
+            return result
+        except BaseException as error:
+            self.status = "interrupted"
+            self.emit(events.on_exception, exception=error)
+            raise
+        finally:
+            try:
+                self._teardown(stage, model, datamodule)
+            finally:
+                self._disconnect_subscribers()
+                _restore_global_settings(previous_settings)
+                self.stage = None
+
+    def _run_stage(self, stage: str, model: Any, datamodule: Any, checkpoint_path: Path | None, **loaders: Any) -> Any:
+        hook_stage = "validate" if stage == "validate" else stage
+        if self.is_global_zero:
+            if datamodule is not None:
+                datamodule.prepare_data()
+            model.prepare_data()
+        self.strategy.barrier("prepare_data")
+        if datamodule is not None:
+            datamodule.setup(hook_stage)
+        self.emit(events.setup, stage=hook_stage)
+        self.profiler.setup(hook_stage, self.log_dir)
+        model.configure_model()
+        self.strategy.setup_module(model)
+
+        if stage == "fit":
+            self._setup_optimizers(model)
+            self._setup_fit_loaders(model, datamodule, loaders["train"], loaders["val"])
+            if checkpoint_path is not None:
+                restore(self, load_checkpoint(checkpoint_path))
+            if getattr(model, "_log_hyperparams", False) and model.hparams:
+                self.emit(events.log_hyperparams, params=dict(model.hparams))
+            self.emit(events.on_fit_start)
+            loops.run_fit(self)
+            self.emit(events.on_fit_end)
+            return None
+
+        if checkpoint_path is not None:
+            model.load_state_dict(load_checkpoint(checkpoint_path)["state_dict"])
+        if stage == "predict":
+            source = self._loaders_from(loaders["predict"], datamodule, model, "predict_dataloader")
+            self.predict_dataloaders = as_loader_list(source)
+            self.num_predict_batches = [limited_batches(d, self.limit_predict_batches, "limit_predict_batches")
+                                        for d in self.predict_dataloaders]
+            return loops.run_predict(self, self.predict_dataloaders, self.num_predict_batches, loaders["keep"])
+
+        loader_stage = "validation" if stage == "validate" else "test"
+        hook_name = "val_dataloader" if stage == "validate" else "test_dataloader"
+        flag = "limit_val_batches" if stage == "validate" else "limit_test_batches"
+        evaluation = as_loader_list(self._loaders_from(loaders["evaluate"], datamodule, model, hook_name))
+        limits = [limited_batches(d, getattr(self, flag), flag) for d in evaluation]
+        if stage == "validate":
+            self.val_dataloaders, self.num_val_batches = evaluation, limits
+        else:
+            self.test_dataloaders, self.num_test_batches = evaluation, limits
+        return loops.run_evaluation(self, loader_stage, evaluation, limits)
+
+    def _setup_optimizers(self, model: LightningModule) -> None:
+        optimizers, schedulers = optim.parse_optimizers(model.configure_optimizers())
+        if model.automatic_optimization and len(optimizers) > 1:
+            raise MisconfigurationError(
+                f"configure_optimizers returned {len(optimizers)} optimizers, but automatic optimization steps "
+                "one. Set `self.automatic_optimization = False` in __init__ and step each optimizer in "
+                "training_step (see manual optimization)."
+            )
+        if not model.automatic_optimization and self.gradient_clip_val:
+            raise MisconfigurationError(
+                "gradient_clip_val does not apply in manual optimization. Remove it and call "
+                "self.clip_gradients(optimizer, gradient_clip_val=...) in training_step."
+            )
+        self.optimizers = optimizers
+        self.lightning_optimizers = [optim.LightningOptimizer(optimizer, self) for optimizer in optimizers]
+        self.lr_scheduler_configs = schedulers
+
+    def _setup_fit_loaders(self, model: Any, datamodule: Any, train: Any, val: Any) -> None:
+        train = self._loaders_from(train, datamodule, model, "train_dataloader")
+        if train is None:
+            raise MisconfigurationError(
+                "fit needs training data: pass train_dataloaders, a datamodule, or define train_dataloader()."
+            )
+        if self.overfit_batches:
+            train = without_shuffle(train)
+        self.train_dataloader = train
+        self.num_training_batches = limited_batches(train, self.limit_train_batches, "limit_train_batches")
+        if self.num_training_batches == 0 and self.limit_train_batches != 0:
+            raise MisconfigurationError(
+                "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
+                "(drop_last=True with fewer samples than one batch gives none)."
+            )
+        self.val_dataloaders = as_loader_list(self._loaders_from(val, datamodule, model, "val_dataloader"))
+        self.num_val_batches = [limited_batches(d, self.limit_val_batches, "limit_val_batches") for d in self.val_dataloaders]
+        sanity = math.inf if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
+        self.num_sanity_val_batches = [min(sanity, count) for count in self.num_val_batches]
+        self.val_check_batch = _val_check_batch(self.val_check_interval, self.num_training_batches)
+
+    @staticmethod
+    def _loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
+        if given is not None:
+            return given
+        for source, base in ((datamodule, LightningDataModule), (model, LightningModule)):
+            if source is not None and getattr(type(source), hook, None) is not getattr(base, hook, None):
+                return getattr(source, hook)()
+        if datamodule is not None and hasattr(datamodule, hook):
+            try:
+                return getattr(datamodule, hook)()
+            except NotImplementedError:
+                return None
+        return None
+
+    def _resolve_ckpt_path(self, ckpt_path: Any) -> Path | None:
+        if ckpt_path is None:
+            return None
+        if ckpt_path in ("last", "best"):
+            callback = self.checkpoint_callback
+            found = callback and (callback.last_model_path if ckpt_path == "last" else callback.best_model_path)
+            if not found:
+                raise MisconfigurationError(
+                    f'ckpt_path="{ckpt_path}" but no checkpoint was saved by this Trainer yet. '
+                    "Pass the checkpoint's path, or ckpt_path=None to start fresh."
+                )
+            return Path(found)
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path={str(ckpt_path)!r} does not exist. Check the path, or pass ckpt_path=None to start fresh."
+            )
+        return path
+
+    # =============================================================================================
+    # Subscribers: connected when a run starts, disconnected in its `finally`
+    # =============================================================================================
+    def _order_callbacks(self) -> None:
+        """User callbacks first, then discovered ones, checkpointing last (as Lightning orders them)."""
+        self.callbacks.sort(key=lambda callback: isinstance(callback, ModelCheckpoint))
+
+    def _connect_subscribers(self, model: LightningModule) -> None:
+        extra = model.configure_callbacks()
+        extra = [extra] if isinstance(extra, Callback) else list(extra or [])
+        if extra:
+            replaced = {type(callback) for callback in extra}
+            self.callbacks = [c for c in self.callbacks if type(c) not in replaced] + extra
+            self._order_callbacks()
+        ordinary = [c for c in self.callbacks if not getattr(c, "is_monitor", False)]
+        monitors = [c for c in self.callbacks if getattr(c, "is_monitor", False)]
+        module_hooks = overridden_hooks(model, LightningModule)
+        # The module hears every event after the callbacks, except on_train_epoch_end, where it comes
+        # before the monitors so that what it logs there can stop training or pick the best checkpoint.
+        receivers = [(e, self._callback_receiver(c, e, h)) for c in ordinary for e, h in overridden_hooks(c, Callback)]
+        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is events.on_train_epoch_end]
+        receivers += [(e, self._callback_receiver(c, e, h)) for c in monitors for e, h in overridden_hooks(c, Callback)]
+        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is not events.on_train_epoch_end]
+        for logger in self.loggers:
+            receivers.append((events.log_metrics, module_receiver(events.log_metrics, logger.log_metrics)))
+            receivers.append((events.log_hyperparams, module_receiver(events.log_hyperparams, logger.log_hyperparams)))
+        for event, receiver in receivers:
+            event.connect(receiver, sender=self, weak=False)
+            self._connections.append((event, receiver))
+
+    def _callback_receiver(self, callback: Callback, event: events.Event, hook: Any) -> Any:
+        receiver = callback_receiver(event, hook)
+        return self.profiler.wrap_receiver(f"[Callback]{type(callback).__qualname__}.{event.name}", receiver)
+
+    def _module_receiver(self, event: events.Event, hook: Any) -> Any:
+        return self.profiler.wrap_receiver(f"[LightningModule]{event.name}", module_receiver(event, hook))
+
+    def _disconnect_subscribers(self) -> None:
+        for event, receiver in self._connections:
+            event.disconnect(receiver, sender=self)
+        self._connections.clear()
+
+    def _teardown(self, stage: str, model: Any, datamodule: Any) -> None:
+        hook_stage = "validate" if stage == "validate" else stage
+        try:
+            if datamodule is not None:
+                datamodule.teardown(hook_stage)
+            self.emit(events.teardown, stage=hook_stage)
+        finally:
+            self.profiler.describe()
+            self.profiler.teardown(hook_stage)
+            self.strategy.teardown()
+            for logger in self.loggers:
+                logger.finalize("success" if self.status == "finished" else "failed")
+
+
+# =================================================================================================
+# Flag checks: each error names the fix
+# =================================================================================================
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise MisconfigurationError(f"{name}={value!r} must be True or False.")
+    return value
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MisconfigurationError(f"{name}={value!r} must be an int >= {minimum}.")
+    return value
+
+
+def _check_limit(name: str, value: Any) -> int | float:
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MisconfigurationError(f"{name}={value!r} must be an int (batches) or a float fraction in [0, 1].")
+    if isinstance(value, int):
+        if value < 0:
+            raise MisconfigurationError(f"{name}={value} is negative; pass 0 or more batches.")
+        return value
+    if not 0.0 <= value <= 1.0:
+        raise MisconfigurationError(f"{name}={value} must be a fraction in [0.0, 1.0], or an int number of batches.")
+    return value
+
+
+def _check_fast_dev_run(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int) or value < 0:
+        raise MisconfigurationError(f"fast_dev_run={value!r} must be True/False or a non-negative int of batches.")
+    return value
+
+
+def _check_val_check_interval(value: Any) -> int | float:
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MisconfigurationError(f"val_check_interval={value!r} must be an int (batches) or a float in (0, 1].")
+    if isinstance(value, int) and value < 1:
+        raise MisconfigurationError(f"val_check_interval={value} must be at least 1 batch.")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise MisconfigurationError(f"val_check_interval={value} must be a fraction in (0, 1] of an epoch.")
+    return value
+
+
+def _val_check_batch(interval: int | float, num_training_batches: float) -> float:
+    if isinstance(interval, int):
+        return interval
+    if math.isinf(num_training_batches):
+        if interval != 1.0:
+            raise MisconfigurationError(
+                f"val_check_interval={interval} is a fraction, but the training loader has no length. "
+                "Pass an int number of batches."
+            )
+        return math.inf
+    return max(1, int(num_training_batches * interval))
+
+
+def _parse_max_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return datetime.timedelta(**value).total_seconds()
+    if isinstance(value, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", value):
+        days, hours, minutes, seconds = (int(part) for part in value.split(":"))
+        return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+    raise MisconfigurationError(
+        f"max_time={value!r} is not understood; use 'DD:HH:MM:SS', a datetime.timedelta or a dict like {{'hours': 1}}."
+    )
+
+
+def _refuse_with_barebones(**flags: Any) -> None:
+    enabled = [name for name, value in flags.items() if value not in (None, False)]
+    if enabled:
+        raise MisconfigurationError(
+            f"barebones=True turns off {', '.join(enabled)}; remove those flags or set barebones=False."
+        )
+
+
+def _as_list(value: Any, flag: str, kind: type) -> list[Any]:
+    items = [value] if isinstance(value, kind) else list(value or [])
+    wrong = [type(item).__name__ for item in items if not isinstance(item, kind)]
+    if wrong:
+        raise MisconfigurationError(f"{flag} must hold {kind.__name__} objects; got {wrong}.")
+    return items
+
+
+def _check_loaders_or_datamodule(train: Any, val: Any, datamodule: Any, stage: str) -> None:
+    if datamodule is not None and (train is not None or val is not None):
+        raise MisconfigurationError(
+            f"Trainer.{stage} got both dataloaders and a datamodule; pass one or the other."
+        )
+
+
+def _resolve_profiler(profiler: Any) -> Profiler:
+    if profiler in (None, False):
+        return PassThroughProfiler()
+    if isinstance(profiler, Profiler):
+        return profiler
+    name = "simple" if profiler is True else profiler
+    if isinstance(name, str):
+        from importlib.metadata import entry_points
+
+        found = {point.name: point for point in entry_points(group="tribus.profilers")}
+        if name in found:
+            return found[name].load()()
+        raise MisconfigurationError(
+            f"profiler={profiler!r} is not available; installed profilers: {sorted(found) or 'none'}. "
+            "Pass one of those names, True, or a Profiler object."
+        )
+    raise MisconfigurationError(f"profiler={profiler!r} must be a name, True, or a Profiler object.")
+
+
+def _apply_global_settings(deterministic: Any, benchmark: Any) -> tuple[Any, ...]:
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    if deterministic is not None:
+        torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = benchmark
+    elif deterministic:
+        torch.backends.cudnn.benchmark = False
+    return previous
+
+
+def _restore_global_settings(previous: tuple[Any, ...]) -> None:
+    enabled, warn_only, benchmark, workspace = previous
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
+    if workspace is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+
+
+def _print_results(stage: str, results: list[dict[str, float]]) -> None:
+    rows = sorted({key for metrics in results for key in metrics})
+    if not rows:
+        return
+    title = "Validate metric" if stage == "validate" else "Test metric"
+    headers = [title] + [f"DataLoader {index}" for index in range(len(results))]
+    table = [[key] + [f"{metrics[key]:.6g}" if key in metrics else "" for metrics in results] for key in rows]
+    widths = [max(len(str(row[column])) for row in [headers] + table) for column in range(len(headers))]
+    rule = "─" * (sum(widths) + 3 * (len(widths) - 1))
+    lines = [rule, "   ".join(h.ljust(w) for h, w in zip(headers, widths)), rule]
+    lines += ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in table]
+    print("\n".join(lines + [rule]))
+

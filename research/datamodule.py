@@ -1,0 +1,86 @@
+"""LightningDataModule: the data side of an experiment, in one reusable object."""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from research.hparams import AttributeDict, collect_init_arguments
+
+
+class LightningDataModule:
+    """Download once (``prepare_data``), build per process (``setup``), hand out loaders."""
+
+    def __init__(self) -> None:
+        self._trainer_ref: weakref.ref | None = None
+        self._hparams = AttributeDict()
+        # Lightning's meaning: prepare_data runs on local rank 0 of every node when True,
+        # on global rank 0 only when False.
+        self.prepare_data_per_node: bool = True
+
+    @property
+    def trainer(self) -> Any:
+        trainer = self._trainer_ref() if self._trainer_ref is not None else None
+        if trainer is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to a Trainer.")
+        return trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        self._trainer_ref = weakref.ref(trainer) if trainer is not None else None
+
+    def save_hyperparameters(
+        self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
+    ) -> None:
+        caller = frame if frame is not None else inspect.currentframe().f_back
+        try:
+            self._hparams = AttributeDict(collect_init_arguments(caller, args, ignore))
+        finally:
+            del caller
+
+    @property
+    def hparams(self) -> AttributeDict:
+        return self._hparams
+
+    def prepare_data(self) -> None:
+        """Download or convert data; the Trainer calls it once, on rank 0, before ``setup``."""
+
+    def setup(self, stage: str) -> None:
+        """Build datasets for ``stage`` ("fit", "validate", "test" or "predict"); runs on every rank."""
+
+    def teardown(self, stage: str) -> None: ...
+
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} defines no train_dataloader.")
+
+    def val_dataloader(self) -> Any:
+        return []
+
+    def test_dataloader(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} defines no test_dataloader.")
+
+    def predict_dataloader(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} defines no predict_dataloader.")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """What to save in checkpoints; override together with ``load_state_dict``."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_trainer_ref"] = None
+        return state
