@@ -74,9 +74,14 @@ class ModelSummary(Callback):
         if example is None:
             return {}
         shapes: dict[str, tuple[str, str]] = {}
-        handles = [layer.register_forward_hook(
-            lambda _, inputs, output, name=name: shapes.setdefault(name, (_shape(list(inputs)), _shape(output))))
-            for name, layer in layers]
+
+        def recorder(name: str) -> Any:
+            def record(_: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+                shapes.setdefault(name, (_shape(list(inputs)), _shape(output)))
+
+            return record
+
+        handles = [layer.register_forward_hook(recorder(name)) for name, layer in layers]
         was_training = module.training
         try:
             module.eval()

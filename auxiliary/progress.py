@@ -29,8 +29,50 @@ def _format(metrics: dict[str, Any]) -> dict[str, str]:
     return {key: f"{value:.3g}" if isinstance(value, float) else str(value) for key, value in metrics.items()}
 
 
+class _Bar:
+    """One bar: a tqdm bar on a terminal, else plain lines at most every ``line_interval`` seconds."""
+
+    def __init__(self, description: str, total: float, stream: Any, terminal: bool, position: int,
+                 leave: bool, line_interval: float) -> None:
+        self.description, self.total, self.stream = description, _total(total), stream
+        self.line_interval = line_interval
+        self.started = self.last_line = time.monotonic()
+        self.done = 0
+        self.tqdm: Any = None
+        if terminal:
+            from tqdm import tqdm
+
+            self.tqdm = tqdm(total=self.total, desc=description, position=position, leave=leave,
+                             file=stream, dynamic_ncols=True, smoothing=0)
+
+    def update(self, done: int, metrics: dict[str, Any], final: bool = False) -> None:
+        self.done = done
+        if self.tqdm is not None:
+            self.tqdm.n = done
+            self.tqdm.set_postfix(_format(metrics), refresh=False)
+            self.tqdm.refresh()
+            return
+        now = time.monotonic()
+        if final or done == self.total or now - self.last_line >= self.line_interval:
+            self.last_line = now
+            elapsed = now - self.started
+            rate = done / elapsed if elapsed > 0 else 0.0
+            total = f"/{self.total}" if self.total is not None else ""
+            shown = " ".join(f"{key}={value}" for key, value in _format(metrics).items())
+            print(f"{self.description} {done}{total} [{elapsed:.0f}s, {rate:.2f}it/s] {shown}".rstrip(),
+                  file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
+
+
 class TQDMProgressBar(ProgressBar):
-    """tqdm bars on a terminal; on a pipe or file, one plain line every ``refresh_rate`` batches' worth of time."""
+    """A training bar per epoch and a bar per evaluation: tqdm on a terminal, plain lines elsewhere.
+
+    Refresh work (reading metrics, formatting) happens only every ``refresh_rate`` batches; off a
+    terminal a line is printed at most every ``line_interval`` seconds, so logs stay short.
+    """
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False,
                  stream: Any = None, line_interval: float = 10.0) -> None:
@@ -41,8 +83,8 @@ class TQDMProgressBar(ProgressBar):
         self.leave = leave
         self.line_interval = line_interval
         self._stream = stream
-        self._bar: Any = None
-        self._last_line = 0.0
+        self._train_bar: _Bar | None = None
+        self._eval_bar: _Bar | None = None
 
     @property
     def stream(self) -> Any:
@@ -52,103 +94,87 @@ class TQDMProgressBar(ProgressBar):
     def is_terminal(self) -> bool:
         return bool(getattr(self.stream, "isatty", lambda: False)())
 
-    # -- bars ---------------------------------------------------------------------------------
-    def _open(self, description: str, total: float, trainer: Any) -> None:
-        self._close()
+    def _new_bar(self, description: str, total: float, trainer: Any) -> _Bar | None:
         if not self.refresh_rate or not trainer.is_global_zero:
-            return
-        self._description, self._total, self._done = description, _total(total), 0
-        self._started = self._last_line = time.monotonic()
-        if self.is_terminal:
-            from tqdm import tqdm
+            return None
+        return _Bar(description, total, self.stream, self.is_terminal, self.process_position, self.leave,
+                    self.line_interval)
 
-            self._bar = tqdm(total=self._total, desc=description, position=self.process_position,
-                             leave=self.leave, file=self.stream, dynamic_ncols=True, smoothing=0)
-        else:
-            self._bar = "lines"
-
-    def _advance(self, batch_idx: int, trainer: Any, pl_module: Any, final: bool = False) -> None:
-        if self._bar is None:
-            return
+    def _advance(self, bar: _Bar | None, batch_idx: int, trainer: Any, pl_module: Any) -> None:
         done = batch_idx + 1
-        if not final and done % self.refresh_rate and done != self._total:
-            return
-        if self._bar == "lines":
-            now = time.monotonic()
-            if final or now - self._last_line >= self.line_interval or done == self._total:
-                self._last_line = now
-                self._print_line(done, now, self.get_metrics(trainer, pl_module))
-            self._done = done
-            return
-        self._bar.n = done
-        self._bar.set_postfix(_format(self.get_metrics(trainer, pl_module)), refresh=False)
-        self._bar.refresh()
+        if bar is not None and (done % self.refresh_rate == 0 or done == bar.total):
+            bar.update(done, self.get_metrics(trainer, pl_module))
+        elif bar is not None:
+            bar.done = done
 
-    def _print_line(self, done: int, now: float, metrics: dict[str, Any]) -> None:
-        elapsed = now - self._started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        total = f"/{self._total}" if self._total is not None else ""
-        shown = " ".join(f"{key}={value}" for key, value in _format(metrics).items())
-        print(f"{self._description} {done}{total} [{elapsed:.0f}s, {rate:.2f}it/s] {shown}".rstrip(),
-              file=self.stream, flush=True)
+    def _close_eval_bar(self) -> None:
+        if self._eval_bar is not None:
+            self._eval_bar.close()
+            self._eval_bar = None
 
-    def _close(self) -> None:
-        if self._bar is not None and self._bar != "lines":
-            self._bar.close()
-        self._bar = None
-
-    # -- hooks ----------------------------------------------------------------------------------
+    # -- training ---------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._open(f"Epoch {trainer.current_epoch}", trainer.num_training_batches, trainer)
+        if self._train_bar is not None:
+            self._train_bar.close()
+        self._train_bar = self._new_bar(f"Epoch {trainer.current_epoch}", trainer.num_training_batches, trainer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._advance(batch_idx, trainer, pl_module)
+        self._advance(self._train_bar, batch_idx, trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._bar is not None and self._description.startswith("Epoch"):
-            self._advance(self._done_or(trainer.progress.batch_idx - 1), trainer, pl_module, final=True)
-            self._close()
+        if self._train_bar is not None:  # a last refresh shows the validation metrics too
+            self._train_bar.update(trainer.progress.batch_idx, self.get_metrics(trainer, pl_module), final=True)
+            self._train_bar.close()
+            self._train_bar = None
 
-    def _done_or(self, batch_idx: int) -> int:
-        return max(batch_idx, 0)
-
+    # -- evaluation -------------------------------------------------------------------------------
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        self._training_bar_state = (self._bar, getattr(self, "_description", ""))
-        self._bar = None
         label = "Sanity Checking" if trainer.sanity_checking else "Validation"
         counts = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
-        self._open(label, sum(counts), trainer)
+        self._eval_bar = self._new_bar(label, sum(counts), trainer)
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance(batch_idx, trainer, pl_module)
+        self._advance_eval(batch_idx, trainer, pl_module)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        self._close()
-        self._bar, self._description = getattr(self, "_training_bar_state", (None, ""))
+        self._close_eval_bar()
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
-        self._open("Testing", sum(trainer.num_test_batches), trainer)
+        self._eval_bar = self._new_bar("Testing", sum(trainer.num_test_batches), trainer)
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance(batch_idx, trainer, pl_module)
+        self._advance_eval(batch_idx, trainer, pl_module)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
-        self._close()
+        self._close_eval_bar()
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        self._open("Predicting", sum(trainer.num_predict_batches), trainer)
+        self._eval_bar = self._new_bar("Predicting", sum(trainer.num_predict_batches), trainer)
 
     def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance(batch_idx, trainer, pl_module)
+        self._advance_eval(batch_idx, trainer, pl_module)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        self._close()
+        self._close_eval_bar()
+
+    def _advance_eval(self, batch_idx: int, trainer: Any, pl_module: Any) -> None:
+        bar = self._eval_bar
+        if bar is None:
+            return
+        done = bar.done + 1  # batches of several dataloaders add up on one bar
+        if done % self.refresh_rate == 0 or done == bar.total:
+            bar.update(done, self.get_metrics(trainer, pl_module))
+        else:
+            bar.done = done
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self._close()
+        self.on_exception(trainer, pl_module, None)
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._close()
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException | None) -> None:
+        self._close_eval_bar()
+        if self._train_bar is not None:
+            self._train_bar.close()
+            self._train_bar = None
