@@ -559,7 +559,8 @@ class Trainer:
 
     def _disconnect_subscribers(self) -> None:
         for event, receiver in self._connections:
-            event.disconnect(receiver, sender=self)
+            # From every sender: blinker forgets a receiver only when disconnected from all of them.
+            event.disconnect(receiver)
         self._connections.clear()
 
     def _teardown(self, stage: str, model: Any, datamodule: Any) -> None:

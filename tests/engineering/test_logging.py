@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -287,16 +291,23 @@ def test_logger_receives_floats_every_n_steps(tmp_path):
 
 
 def test_epoch_end_metrics_are_logged_at_the_last_step(tmp_path):
-    # Lightning: "loggers expect that the same step is used when logging epoch-end metrics", so the
-    # fit loop logs epoch-end values with batches_that_stepped - 1 (here 5), and validation that runs
-    # at the last batch logs before batches_that_stepped is increased (also 5).
+    # Lightning's fit loop: "loggers expect that the same step is used when logging epoch-end metrics
+    # even when the batch loop has finished", so epoch-end values go out with batches_that_stepped - 1.
     recorder = RecordingLogger()
-    module = logging_module()
-    module.on_val = lambda m, x: m.log("val_mean", x.mean())
-    fit(module, tmp_path, train=loader(samples=6, batch_size=1), val=loader(),
-        logger=[recorder], log_every_n_steps=2, max_epochs=2)
+    fit(logging_module(), tmp_path, train=loader(samples=6, batch_size=1), logger=[recorder],
+        log_every_n_steps=2, max_epochs=2)
 
+    assert recorder.steps_with("step_value") == [1, 3, 5, 7, 9, 11]
     assert recorder.steps_with("epoch_value") == [5, 11]
+
+
+def test_validation_in_fit_is_logged_at_the_step_it_ran_after(tmp_path):
+    # Lightning validates in on_advance_end before batches_that_stepped is increased: validation after
+    # the 6th batch of each epoch is logged at steps 5 and 11.
+    recorder = RecordingLogger()
+    fit(Logs(on_val=lambda m, x: m.log("val_mean", x.mean())), tmp_path, train=loader(samples=6, batch_size=1),
+        val=loader(), logger=[recorder], log_every_n_steps=2, max_epochs=2)
+
     assert recorder.steps_with("val_mean") == [5, 11]
 
 
@@ -320,12 +331,18 @@ def test_logger_gets_nothing_from_the_sanity_check(tmp_path):
 # -------------------------------------------------------------------------------------------------
 # Cost: no host sync per self.log call
 # -------------------------------------------------------------------------------------------------
+TRIBUS_PACKAGES = tuple(str(Path(__file__).resolve().parents[2] / name) + os.sep for name in ("engineering", "research", "auxiliary"))
+
+
 def test_self_log_does_not_call_item(tmp_path, monkeypatch):
-    calls = []
+    # torch's DataLoader calls .item() once per iterator for its seed: only calls made by tribus count.
+    calls: list[str] = []
     original = torch.Tensor.item
 
     def counting_item(self):
-        calls.append(1)
+        caller = sys._getframe(1).f_code.co_filename
+        if caller.startswith(TRIBUS_PACKAGES):
+            calls.append(caller)
         return original(self)
 
     def on_train(module, x, loss):
@@ -340,6 +357,23 @@ def test_self_log_does_not_call_item(tmp_path, monkeypatch):
 
     assert float(trainer.callback_metrics["both_epoch"]) > 0  # the logging really happened
     assert calls == []
+
+
+def test_item_counter_sees_tribus_calls(tmp_path, monkeypatch):
+    """The counter above is able to fail: reading the progress bar metrics does call .item()."""
+    calls: list[str] = []
+    original = torch.Tensor.item
+
+    def counting_item(self):
+        if sys._getframe(1).f_code.co_filename.startswith(TRIBUS_PACKAGES):
+            calls.append("tribus")
+        return original(self)
+
+    trainer = fit(Logs(on_train=lambda m, x, loss: m.log("p", x.mean(), prog_bar=True)), tmp_path)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    assert trainer.progress_bar_metrics == {"p": BATCH_MEANS[-1]}
+    monkeypatch.undo()
+    assert calls == ["tribus"]
 
 
 # -------------------------------------------------------------------------------------------------

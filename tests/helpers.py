@@ -1,0 +1,47 @@
+"""Small models and data shared by tests."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from research import LightningModule
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
+
+
+def tiny_loader(samples: int = 64, batch_size: int = 16, seed: int = 0, shuffle: bool = False) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(samples, 32, generator=generator)
+    targets = torch.randint(0, 2, (samples,), generator=generator)
+    return DataLoader(TensorDataset(features, targets), batch_size=batch_size, shuffle=shuffle)
+
+
+class TinyModule(LightningModule):
+    """Linear(32, 2), cross-entropy, SGD(lr); logs train_loss and val_loss."""
+
+    def __init__(self, lr: float = 0.1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", F.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
