@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import importlib.util
 import json
 import os
@@ -145,11 +146,8 @@ def run_child(name: str, steps: int, warmup: int, profile: bool) -> dict[str, An
         warm, timed = prepare(name, root)
         with console_to(console):
             warm(batches[:warmup])
-            profiler = None
-            if profile:
-                import cProfile
-
-                profiler = cProfile.Profile()
+            profiler = cProfile.Profile() if profile else None
+            if profiler:
                 profiler.enable()
             start, start_cpu = time.perf_counter(), time.process_time()
             timed(batches)

@@ -129,6 +129,8 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
 class ModelCheckpoint(Callback):
     """Save the run at the end of every ``every_n_epochs``-th training epoch, keeping the latest file."""
 
+    is_monitor = True  # hears on_train_epoch_end after the module, so it sees what the module logged there
+
     def __init__(self, dirpath: str | os.PathLike | None = None, every_n_epochs: int = 1) -> None:
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.every_n_epochs = every_n_epochs

@@ -102,7 +102,7 @@ class Results:
         self.callback_metrics: dict[str, torch.Tensor] = {}
         self.logged_metrics: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, Any] = {}
-        self._unlogged: dict[str, torch.Tensor] = {}
+        self._unlogged: dict[str, dict[str, torch.Tensor]] = {"step": {}, "epoch": {}}
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(
@@ -147,7 +147,7 @@ class Results:
             if prog_bar:
                 self._progress_bar[step_key] = tensor
             if logger:
-                self._unlogged[step_key] = tensor
+                self._unlogged["step"][step_key] = tensor
         if on_epoch:
             metrics = self._epoch_metrics.setdefault(self.stage, {})
             metric = metrics.get(name)
@@ -173,9 +173,9 @@ class Results:
         """The callback_metrics keys holding ``stage``'s epoch values."""
         return [f"{name}_epoch" if metric.on_step else name for name, metric in self._epoch_metrics.get(stage, {}).items()]
 
-    def take_unlogged(self) -> dict[str, torch.Tensor]:
-        """Values logged since the last flush; the caller sends them to the loggers."""
-        unlogged, self._unlogged = self._unlogged, {}
+    def take_unlogged(self, kind: str) -> dict[str, torch.Tensor]:
+        """The ``kind`` ("step" or "epoch") values logged since the last flush; the caller sends them on."""
+        unlogged, self._unlogged[kind] = self._unlogged[kind], {}
         return unlogged
 
     def reset(self) -> None:
@@ -184,7 +184,7 @@ class Results:
         self.callback_metrics.clear()
         self.logged_metrics.clear()
         self._progress_bar.clear()
-        self._unlogged.clear()
+        self._unlogged = {"step": {}, "epoch": {}}
 
     @property
     def progress_bar_metrics(self) -> dict[str, float]:
@@ -201,7 +201,7 @@ class Results:
         if metric.prog_bar:
             self._progress_bar[epoch_key] = value
         if metric.logger:
-            self._unlogged[epoch_key] = value
+            self._unlogged["epoch"][epoch_key] = value
 
     def _reduce(self, tensor: torch.Tensor, reduce_fx: Any) -> torch.Tensor:
         if self._reduce_across_ranks is None:

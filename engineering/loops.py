@@ -70,25 +70,27 @@ def run_fit(trainer: Any) -> None:
         trainer.results.start_epoch("train")
         trainer.results.stage = "train"
         trainer.emit(events.on_train_epoch_start)
-        _run_training_epoch(trainer, module, started)
+        ran_last_batch = _run_training_epoch(trainer, module, started)
 
         trainer.results.stage = "train"
         trainer.results.end_epoch("train")
         trainer.emit(events.on_train_epoch_end)
-        flush_logged_metrics(trainer)
-        if module.automatic_optimization:
-            optim.step_schedulers(trainer, "epoch", progress.epoch)
+        if ran_last_batch and module.automatic_optimization:
+            optim.step_schedulers(trainer, "epoch", progress.epoch, plateau=True)
+        trainer.results.take_unlogged("step")  # step values not flushed by now are never logged (Lightning)
+        flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
         progress.epoch += 1
         progress.batch_idx = 0
     trainer.emit(events.on_train_end)
 
 
-def _run_training_epoch(trainer: Any, module: Any, started: float) -> None:
+def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
+    """One epoch of training batches; returns whether its last batch ran."""
     progress = trainer.progress
     accumulate = trainer.accumulate_grad_batches
-    limit = trainer.num_training_batches
+    automatic = module.automatic_optimization
     profile = trainer.profiler.profile
-    batches = with_last_flag(trainer.train_dataloader, limit)
+    batches = with_last_flag(trainer.train_dataloader, trainer.num_training_batches)
     for _ in range(progress.batch_idx):  # resuming mid-epoch: skip what the checkpoint already trained on
         next(batches, None)
 
@@ -97,36 +99,42 @@ def _run_training_epoch(trainer: Any, module: Any, started: float) -> None:
             batch = to_device(trainer, batch, 0)
         trainer.results.batch = batch
         responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
-        if any(response == -1 for _, response in responses):
-            break
+        if any(response == -1 for receiver, response in responses if getattr(receiver, "is_module_hook", False)):
+            return False
 
-        if module.automatic_optimization:
+        if automatic:
             window_end = (batch_idx + 1) % accumulate == 0 or is_last
             outputs = optim.automatic_step(
                 trainer, module, batch, batch_idx, window_start=batch_idx % accumulate == 0, window_end=window_end
             )
+            if window_end:  # non-plateau schedulers step right after the optimizer, as in Lightning
+                optim.step_schedulers(trainer, "step", batch_idx, plateau=False)
+            if is_last:
+                optim.step_schedulers(trainer, "epoch", progress.epoch, plateau=False)
         else:
             window_end = True
             trainer.results.hook = "training_step"
             with profile("training_step"), trainer.strategy.precision.forward_context():
-                outputs = module.training_step(batch, batch_idx)
+                outputs = optim.manual_outputs(module.training_step(batch, batch_idx))
 
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
         trainer.emit(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
-
-        if window_end and module.automatic_optimization:
-            optim.step_schedulers(trainer, "step", batch_idx)
         if (progress.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
-            flush_logged_metrics(trainer)
-        if window_end:
-            progress.batches_that_stepped += 1
+            flush_logged_metrics(trainer, "step")
 
         stopping = _epoch_must_end(trainer, started)
         if _validation_due(trainer, batch_idx, is_last, stopping):
+            if window_end:
+                module.on_validation_model_zero_grad()  # free gradient memory during validation
             run_validation_in_fit(trainer)
+        if window_end and automatic:  # plateau schedulers follow metrics that validation just logged
+            optim.step_schedulers(trainer, "step", batch_idx, plateau=True)
+        if window_end:  # after validation: Lightning logs validation at the step it followed
+            progress.batches_that_stepped += 1
         if stopping:
-            break
+            return is_last
+    return True
 
 
 def _epoch_must_end(trainer: Any, started: float) -> bool:
@@ -158,8 +166,7 @@ def _fit_done(trainer: Any) -> bool:
         f"Stopping was requested, but min_epochs={trainer.min_epochs} / min_steps={trainer.min_steps} "
         "are not reached yet: training continues."
     )
-    progress.should_stop, progress.stop_reason = False, ""
-    return False
+    return False  # the request stays pending: training stops as soon as min_epochs/min_steps are met
 
 
 def _can_stop_early(trainer: Any) -> bool:
@@ -182,16 +189,17 @@ def _validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool)
     return (index + 1) % interval == 0
 
 
-def flush_logged_metrics(trainer: Any) -> None:
-    """Send what was logged since the last flush to the loggers, as floats, from global rank 0."""
-    unlogged = trainer.results.take_unlogged()
+def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None) -> None:
+    """Send the ``kind`` ("step" or "epoch") values logged since the last flush to the loggers, as floats."""
+    unlogged = trainer.results.take_unlogged(kind)
     if not unlogged or trainer.sanity_checking:
         return
     trainer.results.logged_metrics.update(unlogged)
     if events.log_metrics.receivers and trainer.is_global_zero:
         metrics = metrics_to_floats(unlogged)  # the one host sync of a flush
         metrics.setdefault("epoch", trainer.progress.epoch)
-        trainer.emit(events.log_metrics, metrics=metrics, step=trainer.progress.batches_that_stepped)
+        step = trainer.progress.batches_that_stepped if step is None else step
+        trainer.emit(events.log_metrics, metrics=metrics, step=step)
 
 
 def to_device(trainer: Any, batch: Any, dataloader_idx: int) -> Any:
@@ -242,7 +250,6 @@ def run_validation_in_fit(trainer: Any) -> None:
     with trainer.profiler.profile("validation"):
         run_evaluation(trainer, "validation", trainer.val_dataloaders, trainer.num_val_batches)
     trainer.results.stage = "train"
-    trainer.lightning_module.on_validation_model_train()
 
 
 def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[float]) -> list[dict[str, float]]:
@@ -281,8 +288,9 @@ def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[fl
     results.dataloader_idx = None
     results.end_epoch(stage)
     trainer.emit(hooks["epoch_end"])
-    flush_logged_metrics(trainer)
+    flush_logged_metrics(trainer, "epoch")
     trainer.emit(hooks["end"])
+    getattr(module, f"on_{stage}_model_train")()
     return _metrics_per_dataloader(results, stage, len(loaders))
 
 

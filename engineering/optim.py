@@ -207,22 +207,47 @@ def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window
 
     if not window_end:
         closure()
-        return ran[-1]
-    with trainer.profiler.profile("optimizer_step"):
-        module.optimizer_step(epoch, batch_idx, optimizer, closure)
-    if not ran:
-        raise MisconfigurationError(
-            "optimizer_step was overridden without running the closure. Call "
-            "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
-        )
-    return ran[-1]
+    else:
+        with trainer.profiler.profile("optimizer_step"):
+            module.optimizer_step(epoch, batch_idx, optimizer, closure)
+        if not ran:
+            raise MisconfigurationError(
+                "optimizer_step was overridden without running the closure. Call "
+                "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
+            )
+    return _batch_outputs(ran[-1], accumulate)
 
 
-def step_schedulers(trainer: Any, interval: str, index: int) -> None:
-    """Step every scheduler of ``interval`` whose frequency divides ``index + 1``."""
+def _batch_outputs(outputs: Any, accumulate: int) -> dict[str, Any]:
+    """What on_train_batch_end receives, as in Lightning: ``{"loss": detached loss / accumulate, **extras}``."""
+    loss = loss_from(outputs)
+    if loss is None:
+        return {}
+    extras = {key: value for key, value in outputs.items() if key != "loss"} if isinstance(outputs, Mapping) else {}
+    return {"loss": (loss / accumulate if accumulate > 1 else loss).detach().clone(), **extras}
+
+
+def manual_outputs(outputs: Any) -> dict[str, Any]:
+    """What on_train_batch_end receives in manual optimization: the step's return, detached, as a dict."""
+    if outputs is None:
+        return {}
+    if isinstance(outputs, torch.Tensor):
+        return {"loss": outputs.detach()}
+    if isinstance(outputs, Mapping):
+        return {key: value.detach() if isinstance(value, torch.Tensor) else value for key, value in outputs.items()}
+    raise MisconfigurationError(
+        f"training_step returned {type(outputs).__name__}; in manual optimization return None, a tensor or a dict."
+    )
+
+
+def step_schedulers(trainer: Any, interval: str, index: int, plateau: bool) -> None:
+    """Step the ``interval`` schedulers (ReduceLROnPlateau ones or the others) whose frequency divides ``index + 1``.
+
+    Plateau schedulers step after validation, the others right after the optimizer step, as in Lightning.
+    """
     module = trainer.lightning_module
     for config in trainer.lr_scheduler_configs:
-        if config.interval != interval or (index + 1) % config.frequency:
+        if config.interval != interval or config.reduce_on_plateau != plateau or (index + 1) % config.frequency:
             continue
         metric = None
         if config.reduce_on_plateau:

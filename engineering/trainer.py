@@ -78,6 +78,7 @@ class Trainer:
                 enable_model_summary=enable_model_summary, logger=logger, profiler=profiler,
             )
             enable_checkpointing = enable_progress_bar = enable_model_summary = logger = False
+            num_sanity_val_steps = 0
 
         self.fast_dev_run = _check_fast_dev_run(fast_dev_run)
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
@@ -192,6 +193,7 @@ class Trainer:
         self.stage: str | None = None
         self.status = "initializing"
         self._connections: list[tuple[events.Event, Any]] = []
+        self._fit_sources: tuple[Any, Any, Any] | None = None
 
     # =============================================================================================
     # Entry points
@@ -346,6 +348,8 @@ class Trainer:
     @property
     def estimated_stepping_batches(self) -> float:
         """Optimizer steps the whole fit will take (for OneCycleLR and friends); inf when unbounded."""
+        if self.train_dataloader is None and self._fit_sources is not None:
+            self._setup_fit_loaders(self.lightning_module, *self._fit_sources)  # as Lightning: load it to count
         if self.num_training_batches == math.inf and self.max_steps == -1:
             return math.inf
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
@@ -401,7 +405,7 @@ class Trainer:
             finally:
                 self._disconnect_subscribers()
                 _restore_global_settings(previous_settings)
-                self.stage = None
+                self.stage = self.results.hook = None
 
     def _run_stage(self, stage: str, model: Any, datamodule: Any, checkpoint_path: Path | None, **loaders: Any) -> Any:
         hook_stage = "validate" if stage == "validate" else stage
@@ -418,8 +422,13 @@ class Trainer:
         self.strategy.setup_module(model)
 
         if stage == "fit":
-            self._setup_optimizers(model)
-            self._setup_fit_loaders(model, datamodule, loaders["train"], loaders["val"])
+            self.train_dataloader, self._fit_sources = None, (datamodule, loaders["train"], loaders["val"])
+            try:
+                self._setup_optimizers(model)  # configure_optimizers may read estimated_stepping_batches
+                if self.train_dataloader is None:
+                    self._setup_fit_loaders(model, *self._fit_sources)
+            finally:
+                self._fit_sources = None
             if checkpoint_path is not None:
                 restore(self, load_checkpoint(checkpoint_path))
             if getattr(model, "_log_hyperparams", False) and model.hparams:
@@ -450,12 +459,18 @@ class Trainer:
         return loops.run_evaluation(self, loader_stage, evaluation, limits)
 
     def _setup_optimizers(self, model: LightningModule) -> None:
+        self.results.hook = "configure_optimizers"
         optimizers, schedulers = optim.parse_optimizers(model.configure_optimizers())
         if model.automatic_optimization and len(optimizers) > 1:
             raise MisconfigurationError(
                 f"configure_optimizers returned {len(optimizers)} optimizers, but automatic optimization steps "
                 "one. Set `self.automatic_optimization = False` in __init__ and step each optimizer in "
                 "training_step (see manual optimization)."
+            )
+        if not model.automatic_optimization and self.accumulate_grad_batches > 1:
+            raise MisconfigurationError(
+                f"accumulate_grad_batches={self.accumulate_grad_batches} does not apply in manual optimization. "
+                "Remove it and step the optimizers every N batches in training_step yourself."
             )
         if not model.automatic_optimization and self.gradient_clip_val:
             raise MisconfigurationError(
@@ -534,15 +549,19 @@ class Trainer:
             replaced = {type(callback) for callback in extra}
             self.callbacks = [c for c in self.callbacks if type(c) not in replaced] + extra
             self._order_callbacks()
-        ordinary = [c for c in self.callbacks if not getattr(c, "is_monitor", False)]
-        monitors = [c for c in self.callbacks if getattr(c, "is_monitor", False)]
         module_hooks = overridden_hooks(model, LightningModule)
-        # The module hears every event after the callbacks, except on_train_epoch_end, where it comes
-        # before the monitors so that what it logs there can stop training or pick the best checkpoint.
-        receivers = [(e, self._callback_receiver(c, e, h)) for c in ordinary for e, h in overridden_hooks(c, Callback)]
-        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is events.on_train_epoch_end]
-        receivers += [(e, self._callback_receiver(c, e, h)) for c in monitors for e, h in overridden_hooks(c, Callback)]
-        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is not events.on_train_epoch_end]
+        callback_hooks = [(c, e, h) for c in self.callbacks for e, h in overridden_hooks(c, Callback)]
+        epoch_end = events.on_train_epoch_end
+
+        def monitor_at_epoch_end(callback: Callback, event: events.Event) -> bool:
+            return event is epoch_end and getattr(callback, "is_monitor", False)
+
+        # Callbacks first, in list order, then the module; except at on_train_epoch_end, where the module
+        # comes before monitoring callbacks so that what it logs there can stop training or pick a checkpoint.
+        receivers = [(e, self._callback_receiver(c, e, h)) for c, e, h in callback_hooks if not monitor_at_epoch_end(c, e)]
+        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is epoch_end]
+        receivers += [(e, self._callback_receiver(c, e, h)) for c, e, h in callback_hooks if monitor_at_epoch_end(c, e)]
+        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is not epoch_end]
         for logger in self.loggers:
             receivers.append((events.log_metrics, module_receiver(events.log_metrics, logger.log_metrics)))
             receivers.append((events.log_hyperparams, module_receiver(events.log_hyperparams, logger.log_hyperparams)))
@@ -555,7 +574,9 @@ class Trainer:
         return self.profiler.wrap_receiver(f"[Callback]{type(callback).__qualname__}.{event.name}", receiver)
 
     def _module_receiver(self, event: events.Event, hook: Any) -> Any:
-        return self.profiler.wrap_receiver(f"[LightningModule]{event.name}", module_receiver(event, hook))
+        receiver = self.profiler.wrap_receiver(f"[LightningModule]{event.name}", module_receiver(event, hook))
+        receiver.is_module_hook = True  # only the module's answer counts, e.g. -1 from on_train_batch_start
+        return receiver
 
     def _disconnect_subscribers(self) -> None:
         for event, receiver in self._connections:

@@ -8,6 +8,7 @@ call) until a subclass overrides it.
 from __future__ import annotations
 
 import inspect
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
@@ -144,11 +145,15 @@ class LightningModule(nn.Module):
         rank_zero_only: bool = False,
     ) -> None:
         """Log a scalar. Defaults follow the hook: per step in training, per epoch in evaluation."""
-        if not self.has_trainer:
-            raise RuntimeError(
-                f"self.log({name!r}, ...) was called outside a Trainer run. "
-                "Call it from a hook such as training_step or validation_step."
+        if not self.has_trainer or self.trainer.barebones:
+            # As in Lightning: a step method called in a unit test, or a barebones run, logs nothing.
+            warnings.warn(
+                f"self.log({name!r}) did nothing: "
+                + ("Trainer(barebones=True) turns logging off." if self.has_trainer
+                   else "the module is not attached to a Trainer."),
+                stacklevel=2,
             )
+            return
         self.trainer.results.log(
             name,
             value,
@@ -202,7 +207,7 @@ class LightningModule(nn.Module):
     # Optimization: override to customise, call in manual optimization
     # ----------------------------------------------------------------------------------------
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
-        optimizers = self.trainer.optimizers if use_pl_optimizer else self.trainer.strategy.raw_optimizers
+        optimizers = self.trainer.lightning_optimizers if use_pl_optimizer else self.trainer.optimizers
         return optimizers[0] if len(optimizers) == 1 else optimizers
 
     def lr_schedulers(self) -> Any:
@@ -330,6 +335,10 @@ class LightningModule(nn.Module):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None: ...
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Before validation inside fit: drop gradients so their memory is free while validating."""
+        self.zero_grad(set_to_none=True)
 
     # Switching between train and eval mode around evaluation; override to keep e.g. dropout on.
     def on_validation_model_eval(self) -> None:

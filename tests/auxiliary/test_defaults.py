@@ -69,7 +69,7 @@ def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
     logged = trainer.logged_metrics
     assert train_loss[-1].value == pytest.approx(logged["train_loss"].item())
     val_loss = accumulator.Scalars("val_loss")
-    assert [event.step for event in val_loss] == [4, 8]
+    assert [event.step for event in val_loss] == [3, 7]
     assert val_loss[-1].value == pytest.approx(trainer.callback_metrics["val_loss"].item())
     assert trainer.log_dir == str(tmp_path / "lightning_logs" / "version_0")
 

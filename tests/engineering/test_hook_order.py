@@ -345,6 +345,10 @@ class RecordingModule(LightningModule):
         self._record("on_validation_model_train")
         super().on_validation_model_train()
 
+    def on_validation_model_zero_grad(self):
+        self._record("on_validation_model_zero_grad")
+        super().on_validation_model_zero_grad()
+
     def on_test_model_eval(self):
         self._record("on_test_model_eval")
         super().on_test_model_eval()
@@ -430,6 +434,7 @@ def test_fit_calls_every_hook_in_lightning_order(tmp_path):
         *both("on_train_epoch_start"),
         *train_batch(),
         *train_batch(),
+        "on_validation_model_zero_grad",
         *evaluation("validation", "validation_step", batches=1),
         *both("on_train_epoch_end"),
         *FIT_END,

@@ -391,10 +391,15 @@ def test_string_value_is_refused(tmp_path):
         fit(module, tmp_path)
 
 
-def test_log_outside_a_run_is_refused():
+def test_log_outside_a_run_warns_and_does_nothing():
+    # Lightning 2.x: a step method called in a unit test, without a Trainer, warns and logs nothing.
     module = Logs()
-    with pytest.raises(RuntimeError, match="outside a Trainer run.*training_step"):
+    with pytest.warns(UserWarning, match="not attached to a Trainer"):
         module.log("loss", 1.0)
+    x = torch.ones(2, 1)
+    module.on_train = lambda m, x, loss: m.log("loss", loss)
+    with pytest.warns(UserWarning, match="not attached to a Trainer"):
+        assert module.training_step((x, x), 0).dim() == 0  # a step method is testable on its own
 
 
 def test_on_step_in_an_epoch_hook_is_refused(tmp_path):

@@ -11,9 +11,10 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision.datasets.mnist
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 from torchvision.datasets import MNIST
 
+from engineering import Trainer
 from research.mnist import MNISTClassifier, MNISTDataModule, ensure_mnist
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -163,42 +164,21 @@ def test_classifier_predicts_the_most_likely_class() -> None:
     assert torch.equal(predictions, model(x).argmax(dim=1))
 
 
-class RecordingResults:
-    def __init__(self) -> None:
-        self.logged: dict[str, tuple[torch.Tensor, bool]] = {}
-
-    def log(self, name: str, value: torch.Tensor, prog_bar: bool, **options: object) -> None:
-        self.logged[name] = (value, prog_bar)
-
-
-class RecordingTrainer:
-    """Stands in for the Trainer: ``self.log`` hands values to ``trainer.results``."""
-
-    def __init__(self) -> None:
-        self.results = RecordingResults()
-
-
-def test_steps_log_loss_and_accuracy() -> None:
+def test_steps_log_loss_and_accuracy(tmp_path: Path) -> None:
+    images = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(1))
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
     model = MNISTClassifier()
-    trainer = RecordingTrainer()
-    model.trainer = trainer
-    batch = (torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, enable_progress_bar=False,
+                      enable_model_summary=False, logger=False, enable_checkpointing=False)
 
-    loss = model.training_step(batch, 0)
-    model.validation_step(batch, 0)
-    model.test_step(batch, 0)
+    trainer.fit(model, loader, loader)
+    assert set(trainer.progress_bar_metrics) == {"train_loss", "val_loss", "val_acc"}
+    assert 0.0 <= trainer.callback_metrics["val_acc"].item() <= 1.0
 
-    assert loss.requires_grad and loss.shape == ()
-    logged = trainer.results.logged
-    assert {name: prog_bar for name, (_, prog_bar) in logged.items()} == {
-        "train_loss": True,
-        "val_loss": True,
-        "val_acc": True,
-        "test_loss": False,
-        "test_acc": False,
-    }
-    assert 0.0 <= logged["val_acc"][0].item() <= 1.0
-    torch.testing.assert_close(logged["val_loss"][0], loss.detach())
+    (tested,) = trainer.test(model, loader, verbose=False)
+    assert set(tested) == {"test_loss", "test_acc"}
+    assert trainer.progress_bar_metrics == {}  # each run starts with fresh metrics, as in Lightning
 
 
 @pytest.mark.skipif(

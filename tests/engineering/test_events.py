@@ -1,0 +1,257 @@
+"""The bus contracts (DESIGN.md §2): order, isolation between Trainers, ownership, signatures, errors."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from engineering import Callback, Trainer, events
+from research import LightningModule
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
+
+
+def loader(batches: int = 2) -> DataLoader:
+    inputs = torch.randn(batches * 2, 4, generator=torch.Generator().manual_seed(0))
+    return DataLoader(TensorDataset(inputs), batch_size=2)
+
+
+class Tiny(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self.steps = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps += 1
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def trainer(tmp_path, callbacks=(), batches: int = 2) -> Trainer:
+    return Trainer(
+        max_epochs=1, limit_train_batches=batches, callbacks=list(callbacks), default_root_dir=tmp_path, **QUIET
+    )
+
+
+def connected() -> dict[str, int]:
+    return {name: len(event.receivers) for name, event in events.bus.items() if event.receivers}
+
+
+# -------------------------------------------------------------------------------------------------
+# Order
+# -------------------------------------------------------------------------------------------------
+class AppendsIndex(Callback):
+    def __init__(self, index: int, seen: list[int]) -> None:
+        self.index, self.seen = index, seen
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append(self.index)
+
+
+def test_receivers_run_in_the_order_they_were_attached(tmp_path):
+    """blinker's own receiver set is unordered; more than eight receivers would expose it."""
+    seen: list[int] = []
+    order = [7, 0, 11, 3, 9, 1, 10, 5, 2, 8, 4, 6]
+    trainer(tmp_path, [AppendsIndex(index, seen) for index in order]).fit(Tiny(), loader())
+
+    assert seen == order * 2
+
+
+# -------------------------------------------------------------------------------------------------
+# Two Trainers in one process
+# -------------------------------------------------------------------------------------------------
+class CountsBatches(Callback):
+    def __init__(self) -> None:
+        self.trainers: list[Trainer] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.trainers.append(trainer)
+
+
+def test_two_trainers_never_hear_each_other(tmp_path):
+    """Trainer B runs to completion inside Trainer A's fit, while both have subscribers connected."""
+    heard_by_b = CountsBatches()
+    trainer_b = trainer(tmp_path / "b", [heard_by_b], batches=3)
+
+    class RunsTrainerB(CountsBatches):
+        def on_train_start(self, trainer, pl_module):
+            trainer_b.fit(Tiny(), loader(3))
+
+    heard_by_a = RunsTrainerB()
+    trainer_a = trainer(tmp_path / "a", [heard_by_a], batches=2)
+    raw_senders: list[object] = []
+
+    def raw_receiver(sender, **payload):
+        raw_senders.append(sender)
+
+    events.on_train_batch_end.connect(raw_receiver, sender=trainer_a)
+    try:
+        trainer_a.fit(Tiny(), loader(2))
+    finally:
+        events.on_train_batch_end.disconnect(raw_receiver)
+
+    assert heard_by_a.trainers == [trainer_a, trainer_a]
+    assert heard_by_b.trainers == [trainer_b, trainer_b, trainer_b]
+    assert raw_senders == [trainer_a, trainer_a]
+
+
+# -------------------------------------------------------------------------------------------------
+# Subscription and ownership
+# -------------------------------------------------------------------------------------------------
+def test_a_callback_subscribes_only_the_hooks_it_overrides(tmp_path):
+    during_fit: list[dict[str, int]] = []
+
+    class OnlyBatchEnd(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            during_fit.append(connected())
+
+    trainer(tmp_path, [OnlyBatchEnd()]).fit(Tiny(), loader())
+
+    assert during_fit == [{"on_train_batch_end": 1}] * 2
+
+
+def test_nothing_stays_connected_or_alive_after_fit_returns(tmp_path):
+    model = Tiny()  # the module holds only a weak reference to its trainer
+    run = trainer(tmp_path, [CountsBatches()])
+    run.fit(model, loader())
+
+    assert connected() == {}
+    trainer_ref = weakref.ref(run)
+    del run
+    gc.collect()
+    assert trainer_ref() is None
+    assert not model.has_trainer
+
+
+def test_nothing_stays_connected_or_alive_after_fit_raises(tmp_path):
+    class Fails(Tiny):
+        def training_step(self, batch, batch_idx):
+            raise RuntimeError("training_step failed")
+
+    model = Fails()
+    run = trainer(tmp_path, [CountsBatches()])
+    try:
+        run.fit(model, loader())
+    except RuntimeError as error:  # not pytest.raises: its traceback would keep the trainer's frames alive
+        message = str(error)
+    else:
+        pytest.fail("fit did not raise")
+
+    assert message == "training_step failed"
+    assert connected() == {}
+    trainer_ref = weakref.ref(run)
+    del run
+    gc.collect()
+    assert trainer_ref() is None
+
+
+# -------------------------------------------------------------------------------------------------
+# Signatures are checked when fit starts
+# -------------------------------------------------------------------------------------------------
+def test_a_hook_with_a_wrong_signature_is_rejected_when_fit_starts(tmp_path):
+    class ForgetsPlModule(Callback):
+        def on_train_end(self, trainer):  # fires only after training; the check must come first
+            pass
+
+    model = Tiny()
+    with pytest.raises(TypeError, match="on_train_end"):
+        trainer(tmp_path, [ForgetsPlModule()]).fit(model, loader())
+    assert model.steps == 0
+
+
+# -------------------------------------------------------------------------------------------------
+# Errors in subscribers
+# -------------------------------------------------------------------------------------------------
+def test_an_error_in_a_subscriber_propagates_after_on_exception(tmp_path):
+    seen: list[str] = []
+    raised = ValueError("boom")
+
+    class Raises(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(f"on_train_batch_end {batch_idx}")
+            raise raised
+
+    class Watches(Callback):
+        def on_exception(self, trainer, pl_module, exception):
+            seen.append("on_exception")
+            assert exception is raised
+
+        def teardown(self, trainer, pl_module, stage):
+            seen.append(f"teardown {stage}")
+
+    model = Tiny()
+    with pytest.raises(ValueError, match="boom") as caught:
+        trainer(tmp_path, [Raises(), Watches()]).fit(model, loader())
+
+    assert caught.value is raised
+    assert seen == ["on_train_batch_end 0", "on_exception", "teardown fit"]
+    assert model.steps == 1  # training stopped at the failing receiver
+
+
+# -------------------------------------------------------------------------------------------------
+# Payloads
+# -------------------------------------------------------------------------------------------------
+class RemembersBatches(Tiny):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[object] = []
+
+    def training_step(self, batch, batch_idx):
+        self.batches.append(batch)
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_raw_blinker_receiver_gets_the_payload_by_name(tmp_path):
+    model = RemembersBatches()
+    run = trainer(tmp_path)
+    received: list[tuple[object, dict]] = []
+
+    def receiver(sender, **payload):
+        received.append((sender, payload))
+
+    events.on_train_batch_end.connect(receiver, sender=run)
+    try:
+        run.fit(model, loader())
+    finally:
+        events.on_train_batch_end.disconnect(receiver)
+
+    assert [sender for sender, _ in received] == [run, run]
+    for batch_idx, (_, payload) in enumerate(received):
+        assert set(payload) == {"pl_module", "outputs", "batch", "batch_idx"}
+        assert payload["pl_module"] is model
+        assert payload["batch_idx"] == batch_idx
+        assert payload["batch"] is model.batches[batch_idx]
+        assert payload["outputs"] is not None
+
+
+def test_on_train_batch_end_outputs_are_lightnings_loss_dict(tmp_path):
+    """Lightning hands on_train_batch_end ``{"loss": detached loss}`` when training_step returns a tensor,
+    so a Lightning callback reading ``outputs["loss"]`` runs unchanged."""
+    returned: list[torch.Tensor] = []
+    outputs_seen: list[object] = []
+
+    class Remembers(Tiny):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            returned.append(loss)
+            return loss
+
+    class ReadsLoss(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            outputs_seen.append(outputs)
+
+    trainer(tmp_path, [ReadsLoss()]).fit(Remembers(), loader())
+
+    assert len(outputs_seen) == 2
+    for outputs, loss in zip(outputs_seen, returned):
+        assert isinstance(outputs, dict) and set(outputs) == {"loss"}
+        assert torch.equal(outputs["loss"], loss.detach())
+        assert not outputs["loss"].requires_grad
