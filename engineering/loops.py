@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from engineering import events, optim
 from engineering.data import with_last_flag
 from engineering.logging import metrics_to_floats
-from research import LightningDataModule
+from research import LightningDataModule, LightningModule
 
 
 @dataclass
@@ -90,16 +91,17 @@ def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
     accumulate = trainer.accumulate_grad_batches
     automatic = module.automatic_optimization
     profile = trainer.profiler.profile
+    move = batch_mover(trainer)
     batches = with_last_flag(trainer.train_dataloader, trainer.num_training_batches)
     for _ in range(progress.batch_idx):  # resuming mid-epoch: skip what the checkpoint already trained on
         next(batches, None)
 
     for batch_idx, batch, is_last in batches:
         with profile("batch_transfer"):
-            batch = to_device(trainer, batch, 0)
+            batch = move(batch, 0)
         trainer.results.batch = batch
         responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
-        if any(response == -1 for receiver, response in responses if getattr(receiver, "is_module_hook", False)):
+        if responses and _module_answered(responses, -1):
             return False
 
         if automatic:
@@ -107,10 +109,11 @@ def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
             outputs = optim.automatic_step(
                 trainer, module, batch, batch_idx, window_start=batch_idx % accumulate == 0, window_end=window_end
             )
-            if window_end:  # non-plateau schedulers step right after the optimizer, as in Lightning
-                optim.step_schedulers(trainer, "step", batch_idx, plateau=False)
-            if is_last:
-                optim.step_schedulers(trainer, "epoch", progress.epoch, plateau=False)
+            if trainer.lr_scheduler_configs:  # non-plateau schedulers step right after the optimizer
+                if window_end:
+                    optim.step_schedulers(trainer, "step", batch_idx, plateau=False)
+                if is_last:
+                    optim.step_schedulers(trainer, "epoch", progress.epoch, plateau=False)
         else:
             window_end = True
             trainer.results.hook = "training_step"
@@ -128,13 +131,18 @@ def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
             if window_end:
                 module.on_validation_model_zero_grad()  # free gradient memory during validation
             run_validation_in_fit(trainer)
-        if window_end and automatic:  # plateau schedulers follow metrics that validation just logged
+        if window_end and automatic and trainer.lr_scheduler_configs:  # plateau ones follow what validation logged
             optim.step_schedulers(trainer, "step", batch_idx, plateau=True)
         if window_end:  # after validation: Lightning logs validation at the step it followed
             progress.batches_that_stepped += 1
         if stopping:
             return is_last
     return True
+
+
+def _module_answered(responses: list[tuple[Any, Any]], answer: Any) -> bool:
+    """Whether the module's own hook returned ``answer``; callbacks' return values do not steer the loop."""
+    return any(response == answer for receiver, response in responses if getattr(receiver, "is_module_hook", False))
 
 
 def _epoch_must_end(trainer: Any, started: float) -> bool:
@@ -202,25 +210,46 @@ def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None) -> No
         trainer.emit(events.log_metrics, metrics=metrics, step=step)
 
 
-def to_device(trainer: Any, batch: Any, dataloader_idx: int) -> Any:
-    """on_before_batch_transfer → transfer_batch_to_device → on_after_batch_transfer; datamodule hooks win."""
+_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+def batch_mover(trainer: Any) -> Callable[[Any, int], Any]:
+    """The function a loop moves each batch with: on_before_batch_transfer → transfer_batch_to_device →
+    on_after_batch_transfer → the precision's input cast. The datamodule's hooks win where it defines them.
+
+    On CPU in full precision with no hook overridden, every step of that is a no-op: skip it all.
+    """
     module = trainer.lightning_module
     datamodule = trainer.datamodule
     before = after = module
     if datamodule is not None:
-        if _overrides(type(datamodule), "on_before_batch_transfer"):
+        if _overrides(type(datamodule), LightningDataModule, "on_before_batch_transfer"):
             before = datamodule
-        if _overrides(type(datamodule), "on_after_batch_transfer"):
+        if _overrides(type(datamodule), LightningDataModule, "on_after_batch_transfer"):
             after = datamodule
-    batch = before.on_before_batch_transfer(batch, dataloader_idx)
-    batch = module.transfer_batch_to_device(batch, trainer.strategy.root_device, dataloader_idx)
-    batch = after.on_after_batch_transfer(batch, dataloader_idx)
-    return trainer.strategy.precision.convert_input(batch)
+    strategy = trainer.strategy
+    customised = before is datamodule or after is datamodule or any(
+        _overrides(type(module), LightningModule, hook) for hook in _TRANSFER_HOOKS
+    )
+    if not customised and strategy.root_device.type == "cpu" and not strategy.precision.casts_input:
+        return _unchanged
+
+    def move(batch: Any, dataloader_idx: int) -> Any:
+        batch = before.on_before_batch_transfer(batch, dataloader_idx)
+        batch = module.transfer_batch_to_device(batch, strategy.root_device, dataloader_idx)
+        batch = after.on_after_batch_transfer(batch, dataloader_idx)
+        return strategy.precision.convert_input(batch)
+
+    return move
+
+
+def _unchanged(batch: Any, dataloader_idx: int) -> Any:
+    return batch
 
 
 @functools.cache
-def _overrides(datamodule_class: type, hook: str) -> bool:
-    return getattr(datamodule_class, hook) is not getattr(LightningDataModule, hook)
+def _overrides(subclass: type, base: type, hook: str) -> bool:
+    return getattr(subclass, hook) is not getattr(base, hook)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,11 +301,12 @@ def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[fl
     results.start_epoch(stage)
     trainer.emit(hooks["start"])
     trainer.emit(hooks["epoch_start"])
+    move = batch_mover(trainer)
     with _no_grad(trainer), trainer.profiler.profile(f"run_{stage}_evaluation"):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             results.dataloader_idx = dataloader_idx if several else None
             for batch_idx, batch, _ in with_last_flag(loader, limit):
-                batch = to_device(trainer, batch, dataloader_idx)
+                batch = move(batch, dataloader_idx)
                 results.batch = batch
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
                 results.hook = step_name
@@ -322,10 +352,11 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     trainer.emit(hooks["start"])
     trainer.emit(hooks["epoch_start"])
     predictions: list[list[Any]] = [[] for _ in loaders]
+    move = batch_mover(trainer)
     with _no_grad(trainer):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             for batch_idx, batch, _ in with_last_flag(loader, limit):
-                batch = to_device(trainer, batch, dataloader_idx)
+                batch = move(batch, dataloader_idx)
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
                 with trainer.profiler.profile("predict_step"), trainer.strategy.precision.forward_context():
                     if several:

@@ -194,8 +194,8 @@ def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window
         trainer.results.hook = "training_step"
         with trainer.profiler.profile("training_step"), trainer.strategy.precision.forward_context():
             outputs = module.training_step(batch, batch_idx)
-        ran.append(outputs)
         loss = loss_from(outputs)
+        ran.append((outputs, loss))
         if window_start:
             trainer.emit(events.on_before_zero_grad, optimizer=optimizer.optimizer)
             with trainer.profiler.profile("zero_grad"):
@@ -215,12 +215,14 @@ def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window
                 "optimizer_step was overridden without running the closure. Call "
                 "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
             )
-    return _batch_outputs(ran[-1], accumulate)
+    outputs, loss = ran[-1]
+    if not events.on_train_batch_end.receivers:
+        return None  # nobody will read the outputs: skip building them
+    return _batch_outputs(outputs, loss, accumulate)
 
 
-def _batch_outputs(outputs: Any, accumulate: int) -> dict[str, Any]:
+def _batch_outputs(outputs: Any, loss: torch.Tensor | None, accumulate: int) -> dict[str, Any]:
     """What on_train_batch_end receives, as in Lightning: ``{"loss": detached loss / accumulate, **extras}``."""
-    loss = loss_from(outputs)
     if loss is None:
         return {}
     extras = {key: value for key, value in outputs.items() if key != "loss"} if isinstance(outputs, Mapping) else {}

@@ -38,6 +38,7 @@ class Precision:
     """Full precision in the parameters' own dtype (``32-true``); the base of the others."""
 
     name = "32-true"
+    casts_input = False  # whether convert_input changes batches
     _no_context = contextlib.nullcontext()
 
     def convert_module(self, module: nn.Module) -> nn.Module:
@@ -65,6 +66,8 @@ class Precision:
 
 class TruePrecision(Precision):
     """Parameters and floating inputs cast to one dtype: 64-true, 16-true, bf16-true."""
+
+    casts_input = True
 
     def __init__(self, name: str, dtype: torch.dtype) -> None:
         self.name = name
