@@ -1,8 +1,28 @@
 """Auxiliary: what training does not need to be correct. Every piece subscribes to the Trainer's events."""
 
 from engineering import Callback
+from auxiliary.device_stats import DeviceStatsMonitor
+from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
 from auxiliary.loggers import CSVLogger, TensorBoardLogger
+from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
+from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
+from auxiliary.trace import EventTrace
 
-__all__ = ["CSVLogger", "Callback", "ModelSummary", "ProgressBar", "TQDMProgressBar", "TensorBoardLogger"]
+__all__ = [
+    "AdvancedProfiler",
+    "CSVLogger",
+    "Callback",
+    "DeviceStatsMonitor",
+    "EarlyStopping",
+    "EarlyStoppingReason",
+    "EventTrace",
+    "LearningRateMonitor",
+    "ModelSummary",
+    "ProgressBar",
+    "PyTorchProfiler",
+    "SimpleProfiler",
+    "TQDMProgressBar",
+    "TensorBoardLogger",
+]

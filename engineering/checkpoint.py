@@ -1,165 +1,349 @@
-"""Checkpoints: what is saved, atomic writes, safe loads, restoring a run, and ModelCheckpoint.
+"""Checkpoints of a run: what is saved, putting a run back, which file ``ckpt_path`` means, and preemption.
 
-Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``,
-``lr_schedulers``, ``callbacks``, ``hyper_parameters``) so a Lightning checkpoint loads here; the
-tribus ``progress`` and ``format_version`` ride alongside.
+Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``, ``lr_schedulers``,
+``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
+class names) so a Lightning checkpoint loads here; tribus adds ``format_version``, ``progress`` (the whole
+``loops.Progress``), ``rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum,
+safe load) is ``research.checkpoint_io``; ModelCheckpoint is in ``engineering.model_checkpoint``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import tempfile
+import random
+import re
+import signal
+import subprocess
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from engineering import events
-from engineering.events import Callback
+from engineering.data import stateful_part
+from engineering.logging import MisconfigurationError
+from engineering.model_checkpoint import OnExceptionCheckpoint
+from research.checkpoint_io import CheckpointError, load_checkpoint, load_weights, save_atomically
+
+__all__ = [
+    "CheckpointError", "FORMAT_VERSION", "Preempted", "build_checkpoint", "capture_rng_states", "load_checkpoint",
+    "preemption_signals", "resolve_checkpoint_path", "restore", "restore_rng_states", "save_atomically",
+    "stop_for_preemption", "write_requested_checkpoints",
+]
 
 FORMAT_VERSION = 1
+_HPC_NAME = re.compile(r"^hpc_ckpt_(\d+)\.ckpt$")
 
 
+# ---------------------------------------------------------------------------------------------
+# What a checkpoint holds
+# ---------------------------------------------------------------------------------------------
 def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
-    """Everything needed to resume ``trainer``'s run (or just the weights)."""
+    """Everything needed to resume ``trainer``'s run exactly (or, with ``weights_only``, to rebuild the model)."""
     module = trainer.lightning_module
+    datamodule = trainer.datamodule
     progress = trainer.progress
     checkpoint: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "epoch": progress.epoch,
+        # Lightning's meaning: the epoch the checkpoint was taken in. Between epochs that is the one just ended.
+        "epoch": progress.epoch - 1 if progress.batch_idx == 0 and progress.epoch > 0 else progress.epoch,
         "global_step": progress.global_step,
         "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "hparams_name": "hparams",
+        "progress": dataclasses.asdict(progress),
     }
-    if not weights_only:
-        checkpoint["progress"] = dataclasses.asdict(progress)
-        checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in trainer.optimizers]
-        checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
-        checkpoint["precision"] = trainer.strategy.precision.state_dict()
-        checkpoint["callbacks"] = {callback.state_key: callback.state_dict() for callback in trainer.callbacks}
-        datamodule = trainer.datamodule
-        if datamodule is not None:
-            checkpoint[type(datamodule).__qualname__] = datamodule.state_dict()
+    if module.hparams:
+        checkpoint["hparams_name"] = "kwargs"
+        checkpoint["hyper_parameters"] = dict(module.hparams)
+    if datamodule is not None:
+        if datamodule.hparams:
+            checkpoint["datamodule_hparams_name"] = "kwargs"
             checkpoint["datamodule_hyper_parameters"] = dict(datamodule.hparams)
-            datamodule.on_save_checkpoint(checkpoint)
-        trainer.emit(events.on_save_checkpoint, checkpoint=checkpoint)
+        state = datamodule.state_dict()
+        if state:
+            checkpoint[type(datamodule).__qualname__] = state
+    if weights_only:
+        module.on_save_checkpoint(checkpoint)
+        return checkpoint
+
+    states = ((callback.state_key, callback.state_dict()) for callback in trainer.callbacks)
+    checkpoint["callbacks"] = {key: state for key, state in states if state}  # stateless ones left out, as Lightning
+    checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in trainer.optimizers]
+    checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+    precision = trainer.strategy.precision
+    if precision.state_dict():
+        checkpoint[type(precision).__qualname__] = precision.state_dict()
+    checkpoint["rng_states"] = capture_rng_states()
+    stateful = stateful_part(trainer.train_dataloader)
+    if stateful is not None:
+        checkpoint["train_dataloader_state"] = stateful.state_dict()
+    if datamodule is not None:
+        datamodule.on_save_checkpoint(checkpoint)
+    responses = trainer.emit(events.on_save_checkpoint, checkpoint=checkpoint)
+    if not _module_heard(responses):  # outside a run nothing is connected; the module still hears it
+        module.on_save_checkpoint(checkpoint)
     return checkpoint
 
 
-def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: a reader sees old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without executing pickled code (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {str(path)!r} does not exist. Check the path, or pass ckpt_path=None.")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise RuntimeError(
-            f"Checkpoint {str(path)!r} could not be read safely ({type(error).__name__}: {error}). It may be "
-            "truncated, corrupted, or hold objects that are not plain tensors and containers."
-        ) from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise RuntimeError(f"{str(path)!r} is not a training checkpoint: it has no 'state_dict'.")
-    return checkpoint
+def _module_heard(responses: list[tuple[Any, Any]]) -> bool:
+    return any(getattr(receiver, "is_module_hook", False) for receiver, _ in responses)
 
 
 def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
-    """Put a run back where ``checkpoint`` left it: weights, optimizers, schedulers, progress, callbacks."""
+    """Put a run back where ``checkpoint`` left it, in Lightning's order: datamodule, module, callbacks,
+    precision, optimizers, schedulers, progress. Random states are the loop's business (``run_fit``)."""
     module = trainer.lightning_module
-    module.on_load_checkpoint(checkpoint)
-    trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)
-    module.load_state_dict(checkpoint["state_dict"])
-    for optimizer, state in zip(trainer.optimizers, checkpoint.get("optimizer_states", [])):
-        optimizer.load_state_dict(state)
-    for config, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
-        config.scheduler.load_state_dict(state)
-    trainer.strategy.precision.load_state_dict(checkpoint.get("precision", {}))
+    datamodule = trainer.datamodule
+    if "optimizer_states" not in checkpoint:
+        raise CheckpointError(
+            "This checkpoint holds only weights (saved with weights_only=True / save_weights_only=True), so "
+            "training cannot resume from it. Load it with Model.load_from_checkpoint(path) and call fit without "
+            "ckpt_path, or resume from a full checkpoint."
+        )
+    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    responses = trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)
+    if not _module_heard(responses):
+        module.on_load_checkpoint(checkpoint)
+    if datamodule is not None:
+        datamodule.on_load_checkpoint(checkpoint)
+    load_weights(module, checkpoint["state_dict"])
+
     states = checkpoint.get("callbacks", {})
     for callback in trainer.callbacks:
         if callback.state_key in states:
             callback.load_state_dict(states[callback.state_key])
-    datamodule = trainer.datamodule
-    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
-        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
-        datamodule.on_load_checkpoint(checkpoint)
-    saved = checkpoint.get("progress")
-    if saved is not None:
-        known = {field.name for field in dataclasses.fields(trainer.progress)}
-        for name, value in saved.items():
-            if name in known:
+    precision = trainer.strategy.precision
+    if type(precision).__qualname__ in checkpoint:
+        precision.load_state_dict(checkpoint[type(precision).__qualname__])
+    _restore_each("optimizer", trainer.optimizers, checkpoint["optimizer_states"], "configure_optimizers returned")
+    schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+    _restore_each("learning-rate scheduler", schedulers, checkpoint.get("lr_schedulers", []), "configure_optimizers returned")
+    stateful = stateful_part(trainer.train_dataloader)
+    if stateful is not None and "train_dataloader_state" in checkpoint:
+        stateful.load_state_dict(checkpoint["train_dataloader_state"])
+
+    if "progress" in checkpoint:
+        known = {field.name for field in dataclasses.fields(trainer.progress)} - {"should_stop", "stop_reason"}
+        for name, value in checkpoint["progress"].items():
+            if name in known:  # a stop request belonged to the run that saved; this one decides its own
                 setattr(trainer.progress, name, value)
-    else:  # a Lightning checkpoint: it was saved at the end of epoch `epoch`
-        trainer.progress.epoch = checkpoint.get("epoch", 0) + 1
-        trainer.progress.global_step = checkpoint.get("global_step", 0)
+    else:
+        _progress_from_lightning(trainer.progress, checkpoint)
+    if trainer.max_epochs != -1 and trainer.progress.epoch > trainer.max_epochs:
+        raise MisconfigurationError(
+            f"The checkpoint was saved in epoch {trainer.progress.epoch}, beyond Trainer(max_epochs="
+            f"{trainer.max_epochs}). Raise max_epochs to train further."
+        )
 
 
-class ModelCheckpoint(Callback):
-    """Save the run at the end of every ``every_n_epochs``-th training epoch, keeping the latest file."""
+def _restore_each(kind: str, objects: list[Any], states: list[Any], source: str) -> None:
+    if len(objects) != len(states):
+        raise CheckpointError(
+            f"The checkpoint has {len(states)} {kind} state(s), but {source} {len(objects)}. Resume with the "
+            "configure_optimizers that wrote it."
+        )
+    for index, (obj, state) in enumerate(zip(objects, states)):
+        try:
+            obj.load_state_dict(state)
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise CheckpointError(
+                f"The checkpoint's {kind} state #{index} does not fit {type(obj).__name__}: {error}. Resume with the "
+                "model and configure_optimizers that wrote it."
+            ) from error
 
-    is_monitor = True  # hears on_train_epoch_end after the module, so it sees what the module logged there
 
-    def __init__(self, dirpath: str | os.PathLike | None = None, every_n_epochs: int = 1) -> None:
-        self.dirpath = Path(dirpath) if dirpath is not None else None
-        self.every_n_epochs = every_n_epochs
-        self.last_model_path = ""
-        self.best_model_path = ""
+def _progress_from_lightning(progress: Any, checkpoint: dict[str, Any]) -> None:
+    """Lightning keeps its place in ``loops``; without them, assume the checkpoint ended an epoch."""
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    batches = fit_loop.get("epoch_loop.batch_progress", {})
+    epoch = checkpoint.get("epoch", 0)
+    progress.global_step = checkpoint.get("global_step", 0)
+    progress.batches_that_stepped = fit_loop.get("epoch_loop.state_dict", {}).get(
+        "_batches_that_stepped", progress.global_step
+    )
+    progress.total_batch_idx = batches.get("total", {}).get("processed", 0)
+    if batches and not batches.get("is_last_batch", True):
+        progress.epoch, progress.batch_idx = epoch, batches.get("current", {}).get("processed", 0)
+    else:
+        progress.epoch, progress.batch_idx = epoch + 1, 0
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(every_n_epochs=self.every_n_epochs)
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if self.dirpath is None:
-            self.dirpath = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+# ---------------------------------------------------------------------------------------------
+# Random number generators: saved with every checkpoint, put back by the loop
+# ---------------------------------------------------------------------------------------------
+def capture_rng_states() -> dict[str, Any]:
+    """Python's, numpy's (when installed), torch's CPU and, once CUDA is in use, every GPU's generator state."""
+    states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    numpy = _numpy()
+    if numpy is not None:
+        name, key, position, has_gauss, cached = numpy.random.get_state()
+        # As a tensor and plain numbers, so the checkpoint loads without allow-listing numpy types.
+        states["numpy"] = (name, torch.from_numpy(key.astype("int64")), position, has_gauss, cached)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        path = self.dirpath / f"epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
-        trainer.save_checkpoint(path)
-        previous, self.last_model_path = self.last_model_path, str(path)
-        self.best_model_path = self.last_model_path
-        # The older file goes only once the new one is complete on disk.
-        if previous and previous != self.last_model_path and trainer.is_global_zero:
-            Path(previous).unlink(missing_ok=True)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"dirpath": str(self.dirpath), "last_model_path": self.last_model_path,
-                "best_model_path": self.best_model_path}
+def restore_rng_states(states: dict[str, Any]) -> None:
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    numpy = _numpy()
+    if numpy is not None and "numpy" in states:
+        name, key, position, has_gauss, cached = states["numpy"]
+        numpy.random.set_state((name, key.numpy().astype("uint32"), position, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.last_model_path = state_dict.get("last_model_path", "")
-        self.best_model_path = state_dict.get("best_model_path", "")
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
+# ---------------------------------------------------------------------------------------------
+# Which file ckpt_path means
+# ---------------------------------------------------------------------------------------------
+def resolve_checkpoint_path(trainer: Any, ckpt_path: Any, stage: str) -> Path | None:
+    """A path, or "best", "last" (the newest last/preemption/on-exception checkpoint on disk), "hpc"; None
+    starts fresh, except that fit under SLURM resumes from the checkpoint a preemption left, as Lightning does."""
+    if ckpt_path is None:
+        if stage == "fit" and under_slurm():
+            found = _latest_hpc_checkpoint(trainer)
+            if found is not None:
+                print(f"Resuming from {found}, saved when SLURM preempted this job.")
+            return found
+        return None
+    if ckpt_path == "best":
+        callback = trainer.checkpoint_callback
+        if callback is None or not callback.best_model_path:
+            raise MisconfigurationError(
+                'ckpt_path="best" but no checkpoint was saved by this Trainer yet. '
+                "Pass the checkpoint's path, or ckpt_path=None to start fresh."
+            )
+        return Path(callback.best_model_path)
+    if ckpt_path == "last":
+        candidates = [path for callback in trainer.checkpoint_callbacks for path in callback.last_checkpoints(trainer)]
+        candidates += [Path(c.ckpt_path) for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
+        candidates += _hpc_checkpoints(trainer)
+        existing = [path for path in candidates if path.is_file()]
+        if not existing:
+            warnings.warn(
+                f'ckpt_path="last" found no checkpoint to resume from, so {stage} starts from scratch. '
+                "ModelCheckpoint(save_last=True) writes one as training goes.",
+                stacklevel=4,
+            )
+            return None
+        return max(existing, key=lambda path: path.stat().st_mtime_ns)
+    if ckpt_path == "hpc":
+        found = _latest_hpc_checkpoint(trainer)
+        if found is None:
+            raise MisconfigurationError(
+                f'ckpt_path="hpc" but {trainer.default_root_dir!r} holds no hpc_ckpt_*.ckpt (they are written when '
+                "the job is preempted). Pass a checkpoint's path, \"last\", or None to start fresh."
+            )
+        return found
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={str(ckpt_path)!r} does not exist. Check the path, or pass ckpt_path=None to start fresh."
+        )
+    return path
+
+
+def _hpc_checkpoints(trainer: Any) -> list[Path]:
+    directory = Path(trainer.default_root_dir)
+    if not directory.is_dir():
+        return []
+    return [path for path in directory.iterdir() if _HPC_NAME.match(path.name)]
+
+
+def _latest_hpc_checkpoint(trainer: Any) -> Path | None:
+    found = _hpc_checkpoints(trainer)
+    return max(found, key=lambda path: int(_HPC_NAME.match(path.name).group(1))) if found else None
+
+
+def write_requested_checkpoints(trainer: Any) -> None:
+    """Write what ModelCheckpoint decided during the batch or epoch that just completed."""
+    for callback in trainer.checkpoint_callbacks:
+        callback.write_requested(trainer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preemption: a signal only sets a flag; the loop saves after the step in progress, then exits
+# ---------------------------------------------------------------------------------------------
+class Preempted(SystemExit):
+    """Raised once the preemption checkpoint is saved: teardown runs, and the process exits with status 0."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+
+def under_slurm() -> bool:
+    """Launched by SLURM as a batch job (Lightning's rule: interactive jobs named bash/interactive do not count)."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+@contextlib.contextmanager
+def preemption_signals(trainer: Any) -> Iterator[None]:
+    """While fit runs, SIGTERM (and SIGUSR1 under SLURM) record themselves in ``trainer.received_signal``.
+
+    The previous handlers come back when fit ends, however it ends. Only the main thread may set handlers;
+    elsewhere, signals keep their usual effect.
+    """
+    trainer.received_signal = None
+    wanted = [signal.SIGTERM]
+    if under_slurm() and hasattr(signal, "SIGUSR1"):
+        wanted.append(signal.SIGUSR1)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        trainer.received_signal = signum  # nothing else here: the loop acts at the end of the step
+
+    previous = {signum: signal.getsignal(signum) for signum in wanted}
+    try:
+        for signum in wanted:
+            signal.signal(signum, record)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def stop_for_preemption(trainer: Any) -> None:
+    """Save ``hpc_ckpt_<n>.ckpt`` in default_root_dir, requeue the SLURM job after SIGUSR1, and exit (status 0)."""
+    signum = trainer.received_signal
+    directory = Path(trainer.default_root_dir)
+    numbers = [int(_HPC_NAME.match(path.name).group(1)) for path in _hpc_checkpoints(trainer)]
+    path = directory / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
+    trainer.save_checkpoint(path)
+    trainer.progress.stop_reason = "preempted"
+    message = f"{signal.Signals(signum).name} received: saved {path} after the step in progress."
+    if signum == getattr(signal, "SIGUSR1", None) and under_slurm() and trainer.is_global_zero:
+        message += " " + _requeue_slurm_job()
+    print(message + " Resume with trainer.fit(..., ckpt_path=\"last\").", flush=True)
+    raise Preempted()
+
+
+def _requeue_slurm_job() -> str:
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array_job else os.environ.get("SLURM_JOB_ID", "")
+    if not re.fullmatch(r"[0-9_]+", job):
+        return f"Not requeued: SLURM_JOB_ID={job!r} is not a job id."
+    try:
+        status = subprocess.call(["scontrol", "requeue", job])
+    except FileNotFoundError:
+        return "Not requeued: scontrol is not on PATH."
+    return f"Requeued SLURM job {job}." if status == 0 else f"Requeuing SLURM job {job} failed (status {status})."

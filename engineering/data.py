@@ -1,4 +1,4 @@
-"""Loaders: how many batches to run, and iterating them with a look-ahead that knows the last one."""
+"""Loaders: how many batches to run, iterating them knowing the last one, and resumable training order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from engineering.logging import MisconfigurationError
 
@@ -55,15 +55,28 @@ def limited_batches(loader: Iterable[Any], limit: int | float, flag: str) -> flo
 
 
 def with_last_flag(loader: Iterable[Any], limit: float) -> Iterator[tuple[int, Any, bool]]:
-    """Yield ``(batch_idx, batch, is_last)``, fetching one batch ahead so ``is_last`` is known in time."""
+    """Yield ``(batch_idx, batch, is_last)`` for the first ``limit`` batches of ``loader``."""
     if limit <= 0:
         return
-    iterator = iter(loader)
+    yield from _flagged(iter(loader), limit, 0, sized=math.isfinite(sized_length(loader)))
+
+
+def _flagged(iterator: Iterator[Any], limit: float, batch_idx: int, sized: bool) -> Iterator[tuple[int, Any, bool]]:
+    if batch_idx >= limit:
+        return
+    if sized:  # the length says which batch is the last: no need to read one ahead
+        for batch in iterator:
+            is_last = batch_idx + 1 >= limit
+            yield batch_idx, batch, is_last
+            if is_last:
+                return
+            batch_idx += 1
+        return
+    # Without a length, fetch one batch ahead so that is_last is known in time (as Lightning does).
     try:
         upcoming = next(iterator)
     except StopIteration:
         return
-    batch_idx = 0
     while True:
         batch = upcoming
         if batch_idx + 1 >= limit:
@@ -78,22 +91,151 @@ def with_last_flag(loader: Iterable[Any], limit: float) -> Iterator[tuple[int, A
         batch_idx += 1
 
 
+# ---------------------------------------------------------------------------------------------
+# Resumable training data: the order of every epoch is fixed by (seed, epoch)
+# ---------------------------------------------------------------------------------------------
+class ResumableSampler(Sampler[int]):
+    """Dataset indices in an order fixed by ``(seed, epoch)``: the same in every run, and after a resume.
+
+    The Trainer puts one in place of a DataLoader's RandomSampler (``shuffle=True``) or SequentialSampler,
+    sets ``seed`` and ``epoch`` before each epoch, and calls ``skip_next(n)`` to start a resumed epoch after
+    the ``n`` indices it already trained on, without loading them. With ``num_replicas > 1`` each rank
+    takes every ``num_replicas``-th index of the same order (padded so that all ranks get as many), as
+    DistributedSampler does.
+    """
+
+    def __init__(self, length: int, shuffle: bool, num_replicas: int = 1, rank: int = 0) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.seed = 0
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def skip_next(self, count: int) -> None:
+        """The next pass starts after ``count`` of this rank's indices (once; later passes start at the beginning)."""
+        self._skip = count
+
+    def __len__(self) -> int:
+        return math.ceil(self.length / self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        start, self._skip = self._skip, 0
+        if not self.shuffle and self.num_replicas == 1:
+            return iter(range(start, self.length))
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        if self.num_replicas > 1:
+            order += order[: len(self) * self.num_replicas - self.length]
+            order = order[self.rank :: self.num_replicas]
+        return iter(order[start:])
+
+
+def with_resumable_sampler(loader: Any, num_replicas: int = 1, rank: int = 0) -> Any:
+    """``loader`` rebuilt around a ResumableSampler when it is a plain DataLoader reading a whole map-style
+    dataset in order or shuffled; anything else (custom samplers, subclasses, iterables) is returned as it is.
+    """
+    if type(loader) is not DataLoader or loader.batch_size is None or type(loader.batch_sampler) is not BatchSampler:
+        return loader
+    original = loader.sampler
+    if type(original) is RandomSampler:
+        if original.replacement or original.num_samples != len(loader.dataset):
+            return loader
+        shuffle = True
+    elif type(original) is SequentialSampler:
+        shuffle = False
+    else:
+        return loader
+    return _rebuilt(loader, sampler=ResumableSampler(len(loader.dataset), shuffle, num_replicas, rank), shuffle=None)
+
+
+def resumable_sampler(loader: Any) -> ResumableSampler | None:
+    sampler = getattr(loader, "sampler", None)
+    return sampler if isinstance(sampler, ResumableSampler) else None
+
+
+def new_sampler_seed(loader: Any) -> int:
+    """A seed for the sampler's order: from the loader's own generator when it has one, else torch's global one."""
+    generator = getattr(loader, "generator", None)
+    return int(torch.randint(0, 2**62, (), generator=generator))
+
+
+def stateful_part(loader: Any) -> Any:
+    """The object that keeps its own place in the data (has ``state_dict`` and ``load_state_dict``): the loader
+    itself (e.g. torchdata's StatefulDataLoader), its batch sampler or its sampler. None when there is none."""
+    for candidate in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        if callable(getattr(candidate, "state_dict", None)) and callable(getattr(candidate, "load_state_dict", None)):
+            return candidate
+    return None
+
+
+_END = object()
+
+
+def epoch_batches(
+    loader: Iterable[Any], limit: float, epoch: int, seed: int | None, start: int
+) -> Iterator[tuple[int, Any, bool]]:
+    """The training batches of ``epoch`` from batch ``start`` on, as ``(batch_idx, batch, is_last)``.
+
+    Samplers with ``set_epoch`` are told the epoch. A resumed epoch (``start > 0``) continues without
+    re-reading what it skips: a ResumableSampler skips the indices, a stateful loader or sampler already
+    knows its place. Any other loader is read and its first ``start`` batches dropped.
+    The iterator is created before this returns, so that whatever random numbers creating it draws are
+    drawn before the caller puts a resumed run's random state back.
+    """
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch)
+    if limit <= 0 or start >= limit:
+        return iter(())
+    resumable = resumable_sampler(loader)
+    if resumable is not None and seed is not None:
+        resumable.seed = seed
+    to_drop = 0
+    if start:
+        if resumable is not None:
+            resumable.skip_next(start * loader.batch_size)
+        elif stateful_part(loader) is None:
+            to_drop = start
+    iterator = iter(loader)
+    for _ in range(to_drop):
+        if next(iterator, _END) is _END:
+            return iter(())
+    return _flagged(iterator, limit, start, sized=math.isfinite(sized_length(loader)))
+
+
 def without_shuffle(loader: Any) -> Any:
     """The same DataLoader reading in order, for overfit_batches; other iterables are returned as they are."""
     if not isinstance(loader, DataLoader) or isinstance(loader.sampler, SequentialSampler):
         return loader
     if loader.batch_sampler is not None and loader.batch_size is None:
         return loader  # a custom batch sampler decides the order; leave it to the user
-    return DataLoader(
-        loader.dataset,
+    return _rebuilt(loader, shuffle=False)
+
+
+def _rebuilt(loader: DataLoader, **changes: Any) -> DataLoader:
+    """A DataLoader like ``loader`` (same dataset, batching, workers) with ``changes`` applied."""
+    arguments = dict(
         batch_size=loader.batch_size,
-        shuffle=False,
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
         pin_memory=loader.pin_memory,
         drop_last=loader.drop_last,
         timeout=loader.timeout,
         worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
         generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor,
         persistent_workers=loader.persistent_workers,
+        pin_memory_device=loader.pin_memory_device,
+        in_order=loader.in_order,
     )
+    arguments.update(changes)
+    return DataLoader(loader.dataset, **arguments)

@@ -17,20 +17,23 @@ from typing import Any
 import torch
 
 from engineering import events, optim
-from engineering.data import with_last_flag
+from engineering.checkpoint import restore_rng_states, stop_for_preemption, write_requested_checkpoints
+from engineering.data import epoch_batches, with_last_flag
 from engineering.logging import metrics_to_floats
 from research import LightningDataModule, LightningModule
 
 
 @dataclass
 class Progress:
-    """Everything that says where a run is. A checkpoint stores it whole; resuming reads it back."""
+    """Everything that says where a run is. A checkpoint stores it whole; resuming reads it back (all but
+    the stop request, which belonged to the run that saved)."""
 
     epoch: int = 0
     global_step: int = 0                # optimizer steps taken
     batch_idx: int = 0                  # next batch to run within the epoch; exact resume starts here
     batches_that_stepped: int = 0       # the step number loggers see
     total_batch_idx: int = 0            # batches run over all epochs
+    sampler_seed: int | None = None     # the training order of epoch e is fixed by (sampler_seed, e)
     should_stop: bool = False
     stop_reason: str = ""
 
@@ -38,14 +41,15 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 # fit
 # ---------------------------------------------------------------------------------------------
-def run_fit(trainer: Any) -> None:
+def run_fit(trainer: Any, resumed_rng_states: dict[str, Any] | None = None) -> None:
     """Train until an epoch, step or time limit, or until someone sets ``trainer.should_stop``.
 
-        sanity check: validation over num_sanity_val_steps batches; its metrics are dropped
+        sanity check: validation over num_sanity_val_steps batches; its metrics are dropped (not when resuming)
         on_train_start
         while epochs remain:
             on_train_epoch_start
-            for batch_idx, batch in the training batches (from progress.batch_idx when resuming):
+            for batch_idx, batch in the training batches (from progress.batch_idx when resuming,
+                                                          skipped without being read):
                 batch → device                     on_before_batch_transfer, transfer_batch_to_device, …
                 on_train_batch_start               the module returning -1 ends the epoch
                 automatic optimization             optim.automatic_step: training_step, zero_grad,
@@ -54,24 +58,37 @@ def run_fit(trainer: Any) -> None:
                 on_train_batch_end
                 step-interval schedulers; metrics to loggers every log_every_n_steps
                 validation, when val_check_interval says so
+                the batch is complete: write the checkpoints ModelCheckpoint asked for during it
+                preempted (SIGTERM)? save, exit
                 stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
             epoch metrics; on_train_epoch_end; metrics to loggers
             epoch-interval schedulers; epoch += 1
+            the epoch is complete: write requested checkpoints; preempted? save, exit
         on_train_end
+
+    Checkpoints are written only where a batch or an epoch is complete, so that resuming from one repeats
+    nothing and skips nothing. ``resumed_rng_states`` are put back at the matching point: before the epoch
+    when the checkpoint was written between epochs, else once the epoch's data iterator exists.
     """
     progress = trainer.progress
     module = trainer.lightning_module
-    if trainer.num_sanity_val_steps and trainer.val_dataloaders_present and progress.global_step == 0:
+    resuming = trainer.ckpt_path is not None
+    if trainer.num_sanity_val_steps and trainer.val_dataloaders_present and progress.global_step == 0 and not resuming:
         _sanity_check(trainer)
 
     module.train()
     trainer.emit(events.on_train_start)
     started = time.monotonic()
+    rng_states = resumed_rng_states
     while not _fit_done(trainer):
+        if rng_states is not None and progress.batch_idx == 0:
+            restore_rng_states(rng_states)
+            rng_states = None
         trainer.results.start_epoch("train")
         trainer.results.stage = "train"
         trainer.emit(events.on_train_epoch_start)
-        ran_last_batch = _run_training_epoch(trainer, module, started)
+        ran_last_batch = _run_training_epoch(trainer, module, started, rng_states)
+        rng_states = None
 
         trainer.results.stage = "train"
         trainer.results.end_epoch("train")
@@ -82,19 +99,24 @@ def run_fit(trainer: Any) -> None:
         flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
         progress.epoch += 1
         progress.batch_idx = 0
+        write_requested_checkpoints(trainer)
+        if trainer.received_signal is not None:
+            stop_for_preemption(trainer)
     trainer.emit(events.on_train_end)
 
 
-def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
+def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: dict[str, Any] | None) -> bool:
     """One epoch of training batches; returns whether its last batch ran."""
     progress = trainer.progress
     accumulate = trainer.accumulate_grad_batches
     automatic = module.automatic_optimization
     profile = trainer.profiler.profile
     move = batch_mover(trainer)
-    batches = with_last_flag(trainer.train_dataloader, trainer.num_training_batches)
-    for _ in range(progress.batch_idx):  # resuming mid-epoch: skip what the checkpoint already trained on
-        next(batches, None)
+    batches = epoch_batches(
+        trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx
+    )
+    if rng_states is not None:  # resuming mid-epoch: the random state the checkpoint saw after its last batch
+        restore_rng_states(rng_states)
 
     for batch_idx, batch, is_last in batches:
         with profile("batch_transfer"):
@@ -135,6 +157,10 @@ def _run_training_epoch(trainer: Any, module: Any, started: float) -> bool:
             optim.step_schedulers(trainer, "step", batch_idx, plateau=True)
         if window_end:  # after validation: Lightning logs validation at the step it followed
             progress.batches_that_stepped += 1
+        if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
+            write_requested_checkpoints(trainer)
+            if window_end and trainer.received_signal is not None:  # never between accumulated batches
+                stop_for_preemption(trainer)
         if stopping:
             return is_last
     return True

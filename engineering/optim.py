@@ -190,10 +190,12 @@ def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window
     epoch = trainer.progress.epoch
     ran: list[Any] = []
 
+    strategy = trainer.strategy
+
     def closure() -> torch.Tensor | None:
         trainer.results.hook = "training_step"
-        with trainer.profiler.profile("training_step"), trainer.strategy.precision.forward_context():
-            outputs = module.training_step(batch, batch_idx)
+        with trainer.profiler.profile("training_step"), strategy.precision.forward_context():
+            outputs = strategy.training_step(batch, batch_idx)
         loss = loss_from(outputs)
         ran.append((outputs, loss))
         if window_start:
@@ -202,11 +204,12 @@ def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window
                 module.optimizer_zero_grad(epoch, batch_idx, optimizer)
         if loss is not None:
             with trainer.profiler.profile("backward"):
-                trainer.strategy.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
+                strategy.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
         return loss
 
     if not window_end:
-        closure()
+        with strategy.block_gradient_sync():
+            closure()
     else:
         with trainer.profiler.profile("optimizer_step"):
             module.optimizer_step(epoch, batch_idx, optimizer, closure)

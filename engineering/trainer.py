@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -14,16 +15,22 @@ import torch
 
 from engineering import events, loops, optim
 from engineering.accelerators import resolve_accelerator, resolve_devices, torch_device
-from engineering.checkpoint import ModelCheckpoint, build_checkpoint, load_checkpoint, restore, save_atomically
-from engineering.data import as_loader_list, limited_batches, without_shuffle
+from engineering.checkpoint import (
+    build_checkpoint, load_checkpoint, preemption_signals, resolve_checkpoint_path, restore, save_atomically,
+)
+from engineering.data import (
+    as_loader_list, limited_batches, new_sampler_seed, resumable_sampler, with_resumable_sampler, without_shuffle,
+)
 from engineering.discovery import discover
 from engineering.events import Callback, callback_receiver, module_receiver, overridden_hooks
 from engineering.loggers import Logger
 from engineering.logging import MisconfigurationError, Results
+from engineering.model_checkpoint import ModelCheckpoint, OnExceptionCheckpoint
 from engineering.precision import create_precision, normalize_precision
 from engineering.profiler import PassThroughProfiler, Profiler
 from engineering.strategies import SingleDeviceStrategy
 from research import LightningDataModule, LightningModule
+from research.checkpoint_io import load_weights
 
 _STRATEGIES = ("auto", "single_device")
 
@@ -192,6 +199,8 @@ class Trainer:
         self.sanity_checking = False
         self.stage: str | None = None
         self.status = "initializing"
+        self.ckpt_path: str | None = None            # the checkpoint the current (or last) run started from
+        self.received_signal: int | None = None      # set by the preemption handlers while fit runs
         self._connections: list[tuple[events.Event, Any]] = []
         self._fit_sources: tuple[Any, Any, Any] | None = None
 
@@ -205,36 +214,43 @@ class Trainer:
         val_dataloaders: Any = None,
         datamodule: LightningDataModule | None = None,
         ckpt_path: str | os.PathLike | None = None,
+        weights_only: bool = True,
     ) -> None:
-        """Train ``model``; resume from ``ckpt_path`` (a path or "last") when given."""
+        """Train ``model``; resume from ``ckpt_path`` (a path, "last", "best" or "hpc") when given.
+
+        ``weights_only=False`` unpickles arbitrary objects from the checkpoint: only for files you trust.
+        """
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         _check_loaders_or_datamodule(train_dataloaders, val_dataloaders, datamodule, "fit")
-        self._run("fit", model, datamodule, ckpt_path, train=train_dataloaders, val=val_dataloaders)
+        self._run("fit", model, datamodule, ckpt_path, weights_only, train=train_dataloaders, val=val_dataloaders)
 
     def validate(
         self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: Any = None,
-        verbose: bool = True, datamodule: LightningDataModule | None = None,
+        verbose: bool = True, datamodule: LightningDataModule | None = None, weights_only: bool = True,
     ) -> list[dict[str, float]]:
         """One pass over the validation data; returns the epoch metrics, one dict per dataloader."""
-        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def test(
         self, model: LightningModule | None = None, dataloaders: Any = None, ckpt_path: Any = None,
-        verbose: bool = True, datamodule: LightningDataModule | None = None,
+        verbose: bool = True, datamodule: LightningDataModule | None = None, weights_only: bool = True,
     ) -> list[dict[str, float]]:
         """One pass over the test data; returns the epoch metrics, one dict per dataloader."""
-        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def predict(
         self, model: LightningModule | None = None, dataloaders: Any = None,
         datamodule: LightningDataModule | None = None, return_predictions: bool = True, ckpt_path: Any = None,
+        weights_only: bool = True,
     ) -> list[Any] | None:
         """``predict_step`` over the data; returns its outputs (a list per dataloader when several)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         model = self._model_or_previous(model, "predict")
-        return self._run("predict", model, datamodule, ckpt_path, predict=dataloaders, keep=return_predictions)
+        return self._run(
+            "predict", model, datamodule, ckpt_path, weights_only, predict=dataloaders, keep=return_predictions
+        )
 
     def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool = False) -> None:
         """Write the run's state to ``filepath`` atomically (on global rank 0)."""
@@ -262,6 +278,10 @@ class Trainer:
     @property
     def global_step(self) -> int:
         return self.progress.global_step
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.received_signal is not None
 
     @property
     def should_stop(self) -> bool:
@@ -360,11 +380,11 @@ class Trainer:
     # One run, set up and torn down in one place
     # =============================================================================================
     def _evaluate(self, stage: str, model: Any, dataloaders: Any, ckpt_path: Any, verbose: bool,
-                  datamodule: Any) -> list[dict[str, float]]:
+                  datamodule: Any, weights_only: bool) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         model = self._model_or_previous(model, stage)
-        results = self._run(stage, model, datamodule, ckpt_path, evaluate=dataloaders)
+        results = self._run(stage, model, datamodule, ckpt_path, weights_only, evaluate=dataloaders)
         if verbose and self.is_global_zero:
             _print_results(stage, results)
         return results
@@ -376,12 +396,13 @@ class Trainer:
             return self.lightning_module
         return model
 
-    def _run(self, stage: str, model: Any, datamodule: Any, ckpt_path: Any, **loaders: Any) -> Any:
+    def _run(self, stage: str, model: Any, datamodule: Any, ckpt_path: Any, weights_only: bool, **loaders: Any) -> Any:
         if not isinstance(model, LightningModule):
             raise TypeError(f"Trainer.{stage} needs a LightningModule, got {type(model).__name__}.")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
-        checkpoint_path = self._resolve_ckpt_path(ckpt_path)
+        checkpoint_path = resolve_checkpoint_path(self, ckpt_path, stage)
+        self.ckpt_path = str(checkpoint_path) if checkpoint_path is not None else None
         self.lightning_module, self.datamodule = model, datamodule
         model.trainer = self
         if datamodule is not None:
@@ -391,8 +412,9 @@ class Trainer:
         previous_settings = _apply_global_settings(self.deterministic, self.benchmark)
         try:
             self._connect_subscribers(model)
-            with torch.autograd.set_detect_anomaly(self.detect_anomaly):
-                result = self._run_stage(stage, model, datamodule, checkpoint_path, **loaders)
+            signals = preemption_signals(self) if stage == "fit" else contextlib.nullcontext()
+            with signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
+                result = self._run_stage(stage, model, datamodule, checkpoint_path, weights_only, **loaders)
             self.status = "finished"
             return result
         except BaseException as error:
@@ -407,7 +429,8 @@ class Trainer:
                 _restore_global_settings(previous_settings)
                 self.stage = self.results.hook = None
 
-    def _run_stage(self, stage: str, model: Any, datamodule: Any, checkpoint_path: Path | None, **loaders: Any) -> Any:
+    def _run_stage(self, stage: str, model: Any, datamodule: Any, checkpoint_path: Path | None, weights_only: bool,
+                   **loaders: Any) -> Any:
         hook_stage = "validate" if stage == "validate" else stage
         if self.is_global_zero:
             if datamodule is not None:
@@ -429,17 +452,23 @@ class Trainer:
                     self._setup_fit_loaders(model, *self._fit_sources)
             finally:
                 self._fit_sources = None
-            if checkpoint_path is not None:
-                restore(self, load_checkpoint(checkpoint_path))
+            checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
+            if checkpoint:
+                restore(self, checkpoint)
+            if self.progress.sampler_seed is None and resumable_sampler(self.train_dataloader) is not None:
+                # Every rank must shuffle alike: rank 0's seed wins.
+                self.progress.sampler_seed = self.strategy.broadcast(new_sampler_seed(self.train_dataloader))
             if getattr(model, "_log_hyperparams", False) and model.hparams:
                 self.emit(events.log_hyperparams, params=dict(model.hparams))
             self.emit(events.on_fit_start)
-            loops.run_fit(self)
+            loops.run_fit(self, checkpoint.get("rng_states"))
             self.emit(events.on_fit_end)
             return None
 
         if checkpoint_path is not None:
-            model.load_state_dict(load_checkpoint(checkpoint_path)["state_dict"])
+            checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only)
+            self.emit(events.on_load_checkpoint, checkpoint=checkpoint)
+            load_weights(model, checkpoint["state_dict"])
         if stage == "predict":
             source = self._loaders_from(loaders["predict"], datamodule, model, "predict_dataloader")
             self.predict_dataloaders = as_loader_list(source)
@@ -489,6 +518,8 @@ class Trainer:
             )
         if self.overfit_batches:
             train = without_shuffle(train)
+        if self.use_distributed_sampler:  # the flag that, in Lightning too, lets the Trainer replace samplers
+            train = with_resumable_sampler(train, self.world_size, self.global_rank)
         self.train_dataloader = train
         self.num_training_batches = limited_batches(train, self.limit_train_batches, "limit_train_batches")
         if self.num_training_batches == 0 and self.limit_train_batches != 0:
@@ -516,31 +547,12 @@ class Trainer:
                 return None
         return None
 
-    def _resolve_ckpt_path(self, ckpt_path: Any) -> Path | None:
-        if ckpt_path is None:
-            return None
-        if ckpt_path in ("last", "best"):
-            callback = self.checkpoint_callback
-            found = callback and (callback.last_model_path if ckpt_path == "last" else callback.best_model_path)
-            if not found:
-                raise MisconfigurationError(
-                    f'ckpt_path="{ckpt_path}" but no checkpoint was saved by this Trainer yet. '
-                    "Pass the checkpoint's path, or ckpt_path=None to start fresh."
-                )
-            return Path(found)
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ckpt_path={str(ckpt_path)!r} does not exist. Check the path, or pass ckpt_path=None to start fresh."
-            )
-        return path
-
     # =============================================================================================
     # Subscribers: connected when a run starts, disconnected in its `finally`
     # =============================================================================================
     def _order_callbacks(self) -> None:
         """User callbacks first, then discovered ones, checkpointing last (as Lightning orders them)."""
-        self.callbacks.sort(key=lambda callback: isinstance(callback, ModelCheckpoint))
+        self.callbacks.sort(key=lambda callback: isinstance(callback, (ModelCheckpoint, OnExceptionCheckpoint)))
 
     def _connect_subscribers(self, model: LightningModule) -> None:
         extra = model.configure_callbacks()

@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from research.checkpoint_io import init_arguments, load_checkpoint
 from research.hparams import AttributeDict, collect_init_arguments
 
 
@@ -43,6 +44,16 @@ class LightningDataModule:
     @property
     def hparams(self) -> AttributeDict:
         return self._hparams
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, weights_only: bool = True, **overrides: Any) -> LightningDataModule:
+        """Rebuild the datamodule from the checkpoint's ``datamodule_hyper_parameters`` (``overrides`` win) and
+        put back its ``state_dict``."""
+        checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only)
+        datamodule = cls(**init_arguments(cls, checkpoint, "datamodule_hyper_parameters", overrides))
+        if cls.__qualname__ in checkpoint:
+            datamodule.load_state_dict(checkpoint[cls.__qualname__])
+        return datamodule
 
     def prepare_data(self) -> None:
         """Download or convert data; the Trainer calls it once, on rank 0, before ``setup``."""

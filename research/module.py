@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
 from research.hparams import AttributeDict, collect_init_arguments
 
 
@@ -119,6 +120,23 @@ class LightningModule(nn.Module):
     @property
     def hparams(self) -> AttributeDict:
         return self._hparams
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: Any, map_location: Any = None, strict: bool = True, weights_only: bool = True,
+        **overrides: Any,
+    ) -> LightningModule:
+        """Rebuild the module from the checkpoint's ``hyper_parameters`` (``overrides`` win), then load its weights.
+
+        ``weights_only=False`` unpickles arbitrary objects from the file: only for files you trust.
+        """
+        checkpoint = load_checkpoint(checkpoint_path, map_location, weights_only)
+        model = cls(**init_arguments(cls, checkpoint, "hyper_parameters", overrides))
+        model.configure_model()
+        model.on_load_checkpoint(checkpoint)
+        load_weights(model, checkpoint["state_dict"], strict=strict)
+        first = next((value for value in checkpoint["state_dict"].values() if isinstance(value, torch.Tensor)), None)
+        return model.to(first.device) if first is not None else model
 
     @property
     def hparams_initial(self) -> AttributeDict:

@@ -2,42 +2,54 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from auxiliary.loggers.versioned import VersionedDirectoryLogger
+from auxiliary.loggers.versioned import VersionedDirectoryLogger, as_dict
+from auxiliary.ranks import rank_zero_only
 
 
 class CSVLogger(VersionedDirectoryLogger):
-    """Rows are appended and flushed as they come; when a new key appears the file is rewritten."""
+    """Writes ``save_dir/name/version_N/metrics.csv``, one row per ``log_metrics`` call, flushed at once.
+
+    Rows are appended; when a new key appears the file is rewritten under the wider header, so it
+    always reads back with the csv module or pandas. Only global rank 0 writes.
+    """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None) -> None:
         super().__init__(save_dir, name, version)
         self._columns: list[str] = []
-        self._rows: list[dict[str, Any]] = []
 
     @property
     def metrics_file_path(self) -> str:
         return os.path.join(self.log_dir, "metrics.csv")
 
+    @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         row = {"step": step, **metrics}
-        self._rows.append(row)
         new_columns = [key for key in row if key not in self._columns]
-        os.makedirs(self.log_dir, exist_ok=True)
-        if new_columns:
-            self._columns += new_columns
-            self._write(self._rows, mode="w")  # the header changed: rewrite everything under it
-        else:
+        if not new_columns:
             self._write([row], mode="a")
+            return
+        earlier_rows = self._read_rows() if self._columns else []
+        self._columns += new_columns
+        self._write(earlier_rows + [row], mode="w")
 
-    def log_hyperparams(self, params: dict[str, Any]) -> None:
-        self.hparams.update(params)
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace) -> None:
+        self.hparams.update(as_dict(params))
         self.save_hparams()
 
+    def _read_rows(self) -> list[dict[str, str]]:
+        with open(self.metrics_file_path, newline="") as file:
+            return list(csv.DictReader(file))
+
     def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        os.makedirs(self.log_dir, exist_ok=True)
         with open(self.metrics_file_path, mode, newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self._columns)
             if mode == "w":

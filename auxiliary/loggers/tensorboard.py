@@ -1,15 +1,26 @@
-"""TensorBoardLogger: scalars and hyperparameters through tensorboard's own event-file writer."""
+"""TensorBoardLogger: scalars, hyperparameters and the model graph through tensorboard's own event-file writer."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
-from auxiliary.loggers.versioned import VersionedDirectoryLogger
+import torch
+
+from auxiliary.loggers.versioned import VersionedDirectoryLogger, as_dict
+from auxiliary.ranks import rank_zero_only
 
 
 class TensorBoardLogger(VersionedDirectoryLogger):
-    """Writes ``events.out.tfevents.*`` under ``save_dir/name/version_N``; tensorboard loads on first use."""
+    """Writes ``events.out.tfevents.*`` under ``save_dir/name/version_N``; tensorboard loads on first use.
+
+    ``default_hp_metric`` writes ``hp_metric = -1`` with the hyperparameters, so TensorBoard's HPARAMS tab
+    lists the run; log your own ``hp_metric`` to replace it. ``log_graph`` writes the model graph traced
+    from ``example_input_array`` when ``log_graph(model)`` is called. Only global rank 0 writes.
+    """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None, log_graph: bool = False,
@@ -30,31 +41,50 @@ class TensorBoardLogger(VersionedDirectoryLogger):
             self._writer = SummaryWriter(log_dir=self.log_dir, **self._writer_options)
         return self._writer
 
+    @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        writer = self.experiment
         for name, value in metrics.items():
-            self.experiment.add_scalar(name, value, step)
+            writer.add_scalar(name, value, step)
 
-    def log_hyperparams(self, params: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
-        self.hparams.update(params)
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace,
+                        metrics: dict[str, float] | None = None) -> None:
+        self.hparams.update(as_dict(params))
         self.save_hparams()
         if metrics is None and self.default_hp_metric:
             metrics = {"hp_metric": -1}
-        if metrics:
-            from torch.utils.tensorboard.summary import hparams
+        if not metrics:
+            return
+        from torch.utils.tensorboard.summary import hparams
 
-            flat = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-                    for key, value in self.hparams.items()}
-            experiment, session_start, session_end = hparams(flat, metrics)
-            writer = self.experiment.file_writer
-            for summary in (experiment, session_start, session_end):
-                writer.add_summary(summary)
-            for name, value in metrics.items():
-                self.experiment.add_scalar(name, value, 0)
+        experiment, session_start, session_end = hparams(_flat_primitives(self.hparams), metrics)
+        writer = self.experiment.file_writer
+        for summary in (experiment, session_start, session_end):
+            writer.add_summary(summary)
+        self.log_metrics(metrics, 0)
 
+    @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
-        if self.log_graph_enabled and input_array is not None:
-            self.experiment.add_graph(model, input_array)
+        if not self.log_graph_enabled:
+            return
+        example = getattr(model, "example_input_array", None) if input_array is None else input_array
+        if example is None:
+            raise ValueError(
+                "TensorBoardLogger(log_graph=True) needs an example input to trace the model: set "
+                "`self.example_input_array` in the module's __init__, or pass input_array."
+            )
+        device = next(model.parameters(), torch.empty(0)).device
+        if isinstance(example, torch.Tensor):
+            example = example.to(device)
+        elif isinstance(example, (list, tuple)):
+            example = type(example)(item.to(device) if isinstance(item, torch.Tensor) else item for item in example)
+        with warnings.catch_warnings():
+            # add_graph traces with torch.jit.trace, which torch deprecates; nothing a user can act on.
+            warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
+            self.experiment.add_graph(model, example)
 
+    @rank_zero_only
     def save(self) -> None:
         if self._writer is not None:
             self._writer.flush()
@@ -64,3 +94,19 @@ class TensorBoardLogger(VersionedDirectoryLogger):
             self._writer.flush()
             self._writer.close()
             self._writer = None
+
+
+def _flat_primitives(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested hyperparameters as ``{"optimizer/lr": 0.1}``, with values TensorBoard can show."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat_primitives(value, prefix=f"{name}/"))
+        elif isinstance(value, torch.Tensor) and value.numel() == 1:
+            flat[name] = value.item()
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,10 @@ from engineering import Logger
 
 
 class VersionedDirectoryLogger(Logger):
-    """A logger writing under ``save_dir/name/version_N``; N is the next free number unless given."""
+    """A logger writing under ``save_dir/name/version_N``; N is the next free number unless given.
+
+    A string ``version`` is used as the directory name as it is.
+    """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None) -> None:
@@ -52,6 +57,11 @@ class VersionedDirectoryLogger(Logger):
             yaml.safe_dump({key: _plain(value) for key, value in self.hparams.items()}, file)
 
 
+def as_dict(params: Mapping[str, Any] | argparse.Namespace) -> dict[str, Any]:
+    """Hyperparameters as a dict, whether they came as a mapping or parsed command-line arguments."""
+    return dict(vars(params)) if isinstance(params, argparse.Namespace) else dict(params)
+
+
 def _next_version(root: Path) -> int:
     versions = [int(match.group(1)) for entry in root.glob("version_*")
                 if (match := re.fullmatch(r"version_(\d+)", entry.name))]
@@ -63,6 +73,6 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     return repr(value)

@@ -1,5 +1,59 @@
-"""Strategies: how a run is laid out over processes and devices."""
+"""Strategies: how a run is laid out over processes and devices, chosen in one place."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from engineering.accelerators import torch_device
+from engineering.logging import MisconfigurationError
+from engineering.precision import create_precision
+from engineering.strategies.environment import ClusterEnvironment, detect
 from engineering.strategies.single import SingleDeviceStrategy
 
-__all__ = ["SingleDeviceStrategy"]
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+
+
+def create_strategy(
+    strategy: Any, accelerator: str, device_indices: list[int], num_nodes: int, precision: str,
+    sync_batchnorm: bool = False,
+) -> SingleDeviceStrategy:
+    """The strategy for the Trainer's ``strategy``, ``accelerator``, ``devices`` and ``num_nodes`` flags.
+
+    ``strategy`` is a name or a strategy object; either way it leaves here placed on its device.
+    """
+    if isinstance(strategy, str):
+        if strategy not in STRATEGIES:
+            raise MisconfigurationError(f"strategy={strategy!r} is not supported; choose one of {list(STRATEGIES)}.")
+        processes = len(device_indices) * num_nodes
+        if strategy == "single_device" and processes > 1:
+            raise MisconfigurationError(
+                f"strategy='single_device' runs one device, but devices/num_nodes ask for {processes}. "
+                "Use strategy='ddp' or devices=1."
+            )
+        if strategy == "single_device" or (strategy == "auto" and processes == 1):
+            strategy = SingleDeviceStrategy()
+        else:
+            from engineering.strategies.ddp import DDPStrategy  # torch.distributed is imported only if used
+
+            strategy = DDPStrategy(
+                find_unused_parameters=strategy == "ddp_find_unused_parameters_true",
+                start_method="spawn" if strategy == "ddp_spawn" else "popen",
+            )
+    elif not isinstance(strategy, SingleDeviceStrategy):
+        raise MisconfigurationError(
+            f"strategy={type(strategy).__name__} is not a strategy; pass a name from {list(STRATEGIES)} or a "
+            "SingleDeviceStrategy/DDPStrategy object."
+        )
+
+    if strategy.distributed:
+        environment = detect(len(device_indices), num_nodes)
+        device = torch_device(accelerator, device_indices[environment.local_rank % len(device_indices)])
+        strategy.connect(device, create_precision(precision, device.type), environment=environment,
+                         devices_per_node=len(device_indices), sync_batchnorm=sync_batchnorm)
+    else:
+        device = torch_device(accelerator, device_indices[0])
+        strategy.connect(device, create_precision(precision, device.type))
+    return strategy
+
+
+__all__ = ["STRATEGIES", "ClusterEnvironment", "SingleDeviceStrategy", "create_strategy"]

@@ -5,6 +5,7 @@ Distributed strategies subclass this and override placement and the collectives.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,16 @@ class SingleDeviceStrategy:
     """Runs everything on ``device``; the collectives are identities."""
 
     name = "single_device"
+    distributed = False
 
-    def __init__(self, device: torch.device, precision: Precision) -> None:
-        self.root_device = device
-        self.precision = precision
+    def __init__(self, device: torch.device | str | None = None, precision: Precision | None = None) -> None:
+        self.root_device = torch.device(device) if device is not None else torch.device("cpu")
+        self.precision = precision if precision is not None else Precision()
         self.trainer: Any = None
+
+    def connect(self, device: torch.device, precision: Precision, **placement: Any) -> None:
+        """Take the device and precision the Trainer's flags chose (a user-made strategy has neither yet)."""
+        self.root_device, self.precision = device, precision
 
     # -- who am I ------------------------------------------------------------------------------
     world_size = 1
@@ -40,7 +46,26 @@ class SingleDeviceStrategy:
         module = self.precision.convert_module(module)
         return module.to(self.root_device)
 
+    def setup_environment(self) -> None:
+        """Start processes and join process groups; nothing to do for one process."""
+
+    def process_dataloader(self, loader: Any) -> Any:
+        """The iterable a loop reads batches from; XLA wraps loaders to move batches in the background."""
+        return loader
+
+    def write_checkpoint(self, checkpoint: dict[str, Any], file: Any) -> None:
+        """Serialize ``checkpoint`` into an open binary file."""
+        torch.save(checkpoint, file)
+
     # -- one optimization step ------------------------------------------------------------------
+    def training_step(self, *args: Any) -> Any:
+        """Run the module's training_step; distributed strategies route it through their wrapper."""
+        return self.trainer.lightning_module.training_step(*args)
+
+    def block_gradient_sync(self) -> contextlib.AbstractContextManager:
+        """Inside an accumulation window: skip the gradient all-reduce (a no-op for one process)."""
+        return _NO_CONTEXT
+
     def backward(self, loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
         """on_before_backward → module.backward on the (scaled) loss → on_after_backward."""
         trainer = self.trainer
@@ -79,3 +104,9 @@ class SingleDeviceStrategy:
         return decision
 
     def teardown(self) -> None: ...
+
+    def close(self, failed: bool) -> None:
+        """Release processes and process groups when the run ends."""
+
+
+_NO_CONTEXT = contextlib.nullcontext()

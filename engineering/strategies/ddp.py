@@ -1,0 +1,244 @@
+"""DistributedDataParallel over torch.distributed: one process per device, gradients all-reduced.
+
+Processes come from torchrun, from SLURM, or from tribus itself: rank 0 re-runs the user's script
+once per other local rank (``start_method="popen"``, Lightning's default), or ``torch.multiprocessing``
+spawns them (``"spawn"``). Collectives time out after ``timeout``; a heartbeat in the rendezvous store
+lets the surviving ranks say which rank stopped answering, and at which step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from engineering.precision import Precision
+from engineering.strategies.environment import ClusterEnvironment
+from engineering.strategies.single import SingleDeviceStrategy
+
+_REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+_HEARTBEAT_SECONDS = 1.0
+
+
+class CollectiveTimeoutError(RuntimeError):
+    """A collective failed or timed out: another rank died or stalled."""
+
+
+class _StepDispatcher(nn.Module):
+    """What DDP wraps: its forward runs the module's training_step, so DDP sees the real forward pass."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module.training_step(*args, **kwargs)
+
+
+class DDPStrategy(SingleDeviceStrategy):
+    """One process per device; ``training_step`` runs through DistributedDataParallel."""
+
+    name = "ddp"
+    distributed = True
+
+    def __init__(
+        self,
+        find_unused_parameters: bool = False,
+        start_method: str = "popen",
+        timeout: datetime.timedelta = datetime.timedelta(minutes=30),
+        process_group_backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        if start_method not in ("popen", "spawn"):
+            raise ValueError(f"start_method={start_method!r}; use 'popen' (re-run the script) or 'spawn'.")
+        self.find_unused_parameters = find_unused_parameters
+        self.start_method = start_method
+        self.timeout = timeout
+        self.process_group_backend = process_group_backend
+        self.sync_batchnorm = False
+        self.environment: ClusterEnvironment | None = None
+        self.devices_per_node = 1
+        self.model: DistributedDataParallel | None = None
+        self._children: list[subprocess.Popen] = []
+        self._store: dist.TCPStore | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def connect(self, device: torch.device, precision: Precision, *, environment: ClusterEnvironment,
+                devices_per_node: int, sync_batchnorm: bool = False) -> None:  # type: ignore[override]
+        super().connect(device, precision)
+        self.environment, self.devices_per_node, self.sync_batchnorm = environment, devices_per_node, sync_batchnorm
+
+    @property
+    def backend(self) -> str:
+        return self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
+
+    @property
+    def world_size(self) -> int:  # type: ignore[override]
+        return self.environment.world_size
+
+    @property
+    def global_rank(self) -> int:  # type: ignore[override]
+        return self.environment.global_rank
+
+    @property
+    def local_rank(self) -> int:  # type: ignore[override]
+        return self.environment.local_rank
+
+    @property
+    def node_rank(self) -> int:  # type: ignore[override]
+        return self.environment.node_rank
+
+    # -- processes and the process group -------------------------------------------------------
+    def setup_environment(self) -> None:
+        """Start the other local ranks if nobody else did, then join the process group."""
+        environment = self.environment
+        if not environment.launched_externally and environment.global_rank == 0 and self.start_method == "popen":
+            self._launch_other_ranks()
+        if dist.is_initialized():
+            return
+        self._store = dist.TCPStore(
+            environment.main_address, environment.main_port, environment.world_size,
+            is_master=environment.global_rank == 0, timeout=self.timeout, wait_for_workers=True,
+        )
+        dist.init_process_group(
+            self.backend, store=self._store, rank=environment.global_rank,
+            world_size=environment.world_size, timeout=self.timeout,
+        )
+        self._heartbeat = threading.Thread(target=self._beat, name="tribus-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _launch_other_ranks(self) -> None:
+        """Re-run the user's command once per other local rank, as torchrun would."""
+        environment = self.environment
+        command = [sys.executable, *sys.orig_argv[1:]] if hasattr(sys, "orig_argv") else [sys.executable, *sys.argv]
+        for local_rank in range(1, self.devices_per_node):
+            rank_environment = {
+                **os.environ,
+                "MASTER_ADDR": environment.main_address,
+                "MASTER_PORT": str(environment.main_port),
+                "NODE_RANK": str(environment.node_rank),
+                "LOCAL_RANK": str(local_rank),
+                "RANK": str(environment.node_rank * self.devices_per_node + local_rank),
+                "WORLD_SIZE": str(environment.world_size),
+            }
+            self._children.append(subprocess.Popen(command, env=rank_environment))
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(_HEARTBEAT_SECONDS):
+            try:
+                step = self.trainer.progress.global_step if self.trainer is not None else -1
+                self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {time.time()}")
+            except Exception:  # the store's host is gone; the training thread reports that
+                return
+
+    def describe_peers(self) -> str:
+        """Which ranks stopped beating, for the error message when a collective fails."""
+        if self._store is None:
+            return "no rendezvous store"
+        now, lines = time.time(), []
+        for rank in range(self.world_size):
+            try:
+                self._store.set_timeout(datetime.timedelta(seconds=2))
+                step, when = self._store.get(f"tribus/heartbeat/{rank}").decode().split()
+                lines.append(f"rank {rank}: last heartbeat {now - float(when):.0f}s ago at global_step {step}")
+            except Exception:
+                lines.append(f"rank {rank}: unreachable" + (" (it hosts the rendezvous store)" if rank == 0 else ""))
+        return "; ".join(lines)
+
+    # -- placement ------------------------------------------------------------------------------
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        module = super().setup_module(module)
+        if self.sync_batchnorm:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
+        self.model = DistributedDataParallel(
+            _StepDispatcher(module), device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
+        )
+        return module
+
+    def training_step(self, *args: Any) -> Any:
+        return self.model(*args)
+
+    def block_gradient_sync(self) -> contextlib.AbstractContextManager:
+        """Inside an accumulation window only the last backward all-reduces."""
+        return self.model.no_sync()
+
+    # -- collectives -----------------------------------------------------------------------------
+    def barrier(self, name: str | None = None) -> None:
+        with self._collective(f"barrier({name})"):
+            dist.barrier()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        holder = [obj]
+        with self._collective("broadcast"):
+            dist.broadcast_object_list(holder, src=src)
+        return holder[0]
+
+    def all_gather(self, tensor: torch.Tensor, group: Any = None, sync_grads: bool = False) -> torch.Tensor:
+        gathered = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        with self._collective("all_gather"):
+            dist.all_gather(gathered, tensor.contiguous(), group=group)
+        if sync_grads:
+            gathered[self.global_rank] = tensor
+        return torch.stack(gathered)
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str = "mean") -> torch.Tensor:
+        reduced = tensor.detach().clone()
+        with self._collective(f"all_reduce({reduce_op})"):
+            dist.all_reduce(reduced, op=_REDUCE_OPS[reduce_op])
+        return reduced / self.world_size if reduce_op == "mean" else reduced
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        votes = self.reduce(torch.tensor(int(decision), device=self.root_device), "sum")
+        return bool(votes == self.world_size) if all else bool(votes > 0)
+
+    @contextlib.contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as error:
+            raise self.collective_failure(what, error) from error
+
+    def collective_failure(self, what: str, error: BaseException) -> CollectiveTimeoutError:
+        step = self.trainer.progress.global_step if self.trainer is not None else -1
+        return CollectiveTimeoutError(
+            f"rank {self.global_rank}: {what} failed at global_step {step} after at most "
+            f"{self.timeout.total_seconds():.0f}s ({error}). Another rank died or stalled. "
+            f"Peers: {self.describe_peers()}."
+        )
+
+    # -- the end -----------------------------------------------------------------------------------
+    def teardown(self) -> None:
+        self._stopping.set()
+        self.model = None
+
+    def close(self, failed: bool) -> None:
+        """Leave the process group; on failure stop the ranks this process started, so none hangs."""
+        self._stopping.set()
+        if failed:
+            for child in self._children:
+                child.terminate()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        for child in self._children:
+            child.wait()
+        self._children.clear()
+
+
+def run_spawned(function: Callable[[int], Any], world_size: int) -> None:
+    """``ddp_spawn``: run ``function(local_rank)`` in ``world_size`` fresh processes."""
+    import torch.multiprocessing as mp
+
+    mp.start_processes(function, nprocs=world_size, start_method="spawn")

@@ -1,0 +1,61 @@
+"""CSVLogger, read back with the csv module."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import yaml
+
+from auxiliary import CSVLogger
+from engineering import Trainer
+from tests.helpers import TinyModule, tiny_loader
+
+NO_EXTRAS = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+
+
+def read_rows(logger: CSVLogger) -> list[dict[str, str]]:
+    with open(logger.metrics_file_path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_metrics_csv_holds_every_logged_value_at_its_step(tmp_path):
+    logger = CSVLogger(tmp_path)
+    trainer = Trainer(max_epochs=1, log_every_n_steps=1, logger=logger, default_root_dir=tmp_path, **NO_EXTRAS)
+    trainer.fit(TinyModule(lr=0.05), tiny_loader(), tiny_loader())
+    rows = read_rows(logger)
+    assert set(rows[0]) == {"step", "train_loss", "epoch", "val_loss"}
+    assert [row["step"] for row in rows if row["train_loss"]] == ["0", "1", "2", "3"]
+    assert float(rows[-1]["val_loss"]) == trainer.callback_metrics["val_loss"].item()
+    assert float([row for row in rows if row["train_loss"]][-1]["train_loss"]) == trainer.logged_metrics[
+        "train_loss"].item()
+    assert logger.metrics_file_path == str(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")
+
+
+def test_a_new_key_widens_the_header_and_keeps_earlier_rows(tmp_path):
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_metrics({"a": 2.0}, step=1)
+    logger.log_metrics({"b": 3.0}, step=2)
+    assert read_rows(logger) == [{"step": "0", "a": "1.0", "b": ""}, {"step": "1", "a": "2.0", "b": ""},
+                                 {"step": "2", "a": "", "b": "3.0"}]
+
+
+def test_hyperparameters_go_to_hparams_yaml(tmp_path):
+    logger = CSVLogger(tmp_path, name="runs", version="baseline")
+    logger.log_hyperparams(argparse.Namespace(lr=0.05, layers=[1, 2], device=object))
+    saved = yaml.safe_load((tmp_path / "runs" / "baseline" / "hparams.yaml").read_text())
+    assert saved == {"lr": 0.05, "layers": [1, 2], "device": repr(object)}
+
+
+def test_versions_count_up(tmp_path):
+    CSVLogger(tmp_path).log_metrics({"a": 1.0}, step=0)
+    assert CSVLogger(tmp_path).version == 1
+
+
+def test_only_global_rank_zero_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    logger = CSVLogger(tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_hyperparams({"lr": 0.1})
+    assert not (tmp_path / "lightning_logs").exists()
