@@ -24,9 +24,5 @@ def logging_due(trainer: Any) -> bool:
 
 def send_to_loggers(trainer: Any, metrics: dict[str, float]) -> None:
     """Send ``metrics`` to every logger over the bus, at the step loggers see now, from global rank 0."""
-    if not (metrics and trainer.is_global_zero and events.log_metrics.receivers):
-        return
-    # A direct send, not trainer.emit: emit also records log_metrics as the hook being run, and a module's
-    # self.log in the hook that called us would then be refused.
-    events.log_metrics.send(trainer, pl_module=trainer.lightning_module, metrics=metrics,
-                            step=trainer.progress.batches_that_stepped)
+    if metrics and trainer.is_global_zero:
+        trainer.emit(events.log_metrics, metrics=metrics, step=trainer.progress.batches_that_stepped)

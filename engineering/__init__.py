@@ -10,11 +10,25 @@ from engineering.model_checkpoint import ModelCheckpoint, OnExceptionCheckpoint
 from engineering.optim import LightningOptimizer, LRSchedulerConfig
 from engineering.profiler import PassThroughProfiler, Profiler
 from engineering.seed import seed_everything
+from engineering.strategies import SingleDeviceStrategy
 from engineering.trainer import Trainer
+
+# Strategies that import torch.distributed or torch_xla load on first use, not with the package.
+_LAZY = {"DDPStrategy": "engineering.strategies.ddp", "XLAStrategy": "engineering.strategies.xla"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engineering' has no attribute {name!r}")
+
 
 __all__ = [
     "Callback",
     "CheckpointError",
+    "DDPStrategy",
     "LRSchedulerConfig",
     "LightningOptimizer",
     "Logger",
@@ -26,6 +40,8 @@ __all__ = [
     "Profiler",
     "Progress",
     "ResumableSampler",
+    "SingleDeviceStrategy",
     "Trainer",
+    "XLAStrategy",
     "seed_everything",
 ]

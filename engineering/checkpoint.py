@@ -28,6 +28,7 @@ from engineering import events
 from engineering.data import stateful_part
 from engineering.logging import MisconfigurationError
 from engineering.model_checkpoint import OnExceptionCheckpoint
+from engineering.strategies.environment import under_slurm
 from research.checkpoint_io import CheckpointError, load_checkpoint, load_weights, save_atomically
 
 __all__ = [
@@ -289,11 +290,6 @@ class Preempted(SystemExit):
         super().__init__(0)
 
 
-def under_slurm() -> bool:
-    """Launched by SLURM as a batch job (Lightning's rule: interactive jobs named bash/interactive do not count)."""
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
-
-
 @contextlib.contextmanager
 def preemption_signals(trainer: Any) -> Iterator[None]:
     """While fit runs, SIGTERM (and SIGUSR1 under SLURM) record themselves in ``trainer.received_signal``.
@@ -324,7 +320,7 @@ def preemption_signals(trainer: Any) -> Iterator[None]:
 
 def stop_for_preemption(trainer: Any) -> None:
     """Save ``hpc_ckpt_<n>.ckpt`` in default_root_dir, requeue the SLURM job after SIGUSR1, and exit (status 0)."""
-    signum = trainer.received_signal
+    signum = trainer.received_signal or signal.SIGTERM  # another rank may be the one that was signalled
     directory = Path(trainer.default_root_dir)
     numbers = [int(_HPC_NAME.match(path.name).group(1)) for path in _hpc_checkpoints(trainer)]
     path = directory / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"

@@ -100,7 +100,7 @@ def run_fit(trainer: Any, resumed_rng_states: dict[str, Any] | None = None) -> N
         progress.epoch += 1
         progress.batch_idx = 0
         write_requested_checkpoints(trainer)
-        if trainer.received_signal is not None:
+        if _preemption_agreed(trainer, every=1):
             stop_for_preemption(trainer)
     trainer.emit(events.on_train_end)
 
@@ -159,11 +159,25 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
             progress.batches_that_stepped += 1
         if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
             write_requested_checkpoints(trainer)
-            if window_end and trainer.received_signal is not None:  # never between accumulated batches
+            if window_end and _preemption_agreed(trainer, every=_PREEMPTION_POLL_STEPS):  # never mid-window
                 stop_for_preemption(trainer)
         if stopping:
             return is_last
     return True
+
+
+# With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
+_PREEMPTION_POLL_STEPS = 8
+
+
+def _preemption_agreed(trainer: Any, every: int) -> bool:
+    """Whether to stop for a preemption signal now; with several ranks all decide together, or they deadlock."""
+    received = trainer.received_signal is not None
+    if trainer.world_size == 1:
+        return received
+    if trainer.progress.global_step % every:
+        return False
+    return trainer.strategy.reduce_boolean_decision(received, all=False)
 
 
 def _module_answered(responses: list[tuple[Any, Any]], answer: Any) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import math
 import os
+import pickle
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,27 +15,23 @@ from typing import Any
 
 import torch
 
-from engineering import events, loops, optim
-from engineering.accelerators import resolve_accelerator, resolve_devices, torch_device
+from engineering import events, flags, loops, optim, subscribers
+from engineering.accelerators import resolve_accelerator, resolve_devices
 from engineering.checkpoint import (
     build_checkpoint, load_checkpoint, preemption_signals, resolve_checkpoint_path, restore, save_atomically,
 )
 from engineering.data import (
     as_loader_list, limited_batches, new_sampler_seed, resumable_sampler, with_resumable_sampler, without_shuffle,
 )
-from engineering.discovery import discover
-from engineering.events import Callback, callback_receiver, module_receiver, overridden_hooks
+from engineering.events import Callback
 from engineering.loggers import Logger
 from engineering.logging import MisconfigurationError, Results
-from engineering.model_checkpoint import ModelCheckpoint, OnExceptionCheckpoint
-from engineering.precision import create_precision, normalize_precision
-from engineering.profiler import PassThroughProfiler, Profiler
-from engineering.strategies import SingleDeviceStrategy
+from engineering.model_checkpoint import ModelCheckpoint
+from engineering.precision import normalize_precision
+from engineering.profiler import Profiler
+from engineering.strategies import SingleDeviceStrategy, create_strategy
 from research import LightningDataModule, LightningModule
 from research.checkpoint_io import load_weights
-
-_STRATEGIES = ("auto", "single_device")
-
 
 class Trainer:
     """Runs a LightningModule: ``fit``, ``validate``, ``test``, ``predict``. Flags mean what Lightning's mean."""
@@ -42,7 +40,7 @@ class Trainer:
         self,
         *,
         accelerator: str = "auto",
-        strategy: str = "auto",
+        strategy: str | SingleDeviceStrategy = "auto",
         devices: int | str | list[int] = "auto",
         num_nodes: int = 1,
         precision: int | str | None = None,
@@ -73,48 +71,49 @@ class Trainer:
         benchmark: bool | None = None,
         inference_mode: bool = True,
         use_distributed_sampler: bool = True,
+        sync_batchnorm: bool = False,
         profiler: Profiler | str | bool | None = None,
         detect_anomaly: bool = False,
         barebones: bool = False,
         default_root_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.barebones = _check_bool("barebones", barebones)
+        self.barebones = flags.check_bool("barebones", barebones)
         if barebones:
-            _refuse_with_barebones(
+            flags.refuse_with_barebones(
                 enable_checkpointing=enable_checkpointing, enable_progress_bar=enable_progress_bar,
                 enable_model_summary=enable_model_summary, logger=logger, profiler=profiler,
             )
             enable_checkpointing = enable_progress_bar = enable_model_summary = logger = False
             num_sanity_val_steps = 0
 
-        self.fast_dev_run = _check_fast_dev_run(fast_dev_run)
+        self.fast_dev_run = flags.check_fast_dev_run(fast_dev_run)
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
-        self.enable_progress_bar = _check_bool("enable_progress_bar", True if enable_progress_bar is None else enable_progress_bar)
-        self.enable_model_summary = _check_bool("enable_model_summary", True if enable_model_summary is None else enable_model_summary)
-        self.enable_checkpointing = _check_bool("enable_checkpointing", True if enable_checkpointing is None else enable_checkpointing)
+        self.enable_progress_bar = flags.check_bool("enable_progress_bar", True if enable_progress_bar is None else enable_progress_bar)
+        self.enable_model_summary = flags.check_bool("enable_model_summary", True if enable_model_summary is None else enable_model_summary)
+        self.enable_checkpointing = flags.check_bool("enable_checkpointing", True if enable_checkpointing is None else enable_checkpointing)
 
         # -- loop limits --------------------------------------------------------------------------
-        self.max_steps = _check_int("max_steps", max_steps, minimum=-1)
-        self.min_steps = None if min_steps is None else _check_int("min_steps", min_steps, minimum=0)
-        self.min_epochs = None if min_epochs is None else _check_int("min_epochs", min_epochs, minimum=0)
+        self.max_steps = flags.check_int("max_steps", max_steps, minimum=-1)
+        self.min_steps = None if min_steps is None else flags.check_int("min_steps", min_steps, minimum=0)
+        self.min_epochs = None if min_epochs is None else flags.check_int("min_epochs", min_epochs, minimum=0)
         if max_epochs is None:
             max_epochs = 1000 if max_steps == -1 and max_time is None else -1
-        self.max_epochs = _check_int("max_epochs", max_epochs, minimum=-1)
-        self.max_time = _parse_max_time(max_time)
-        self.limit_train_batches = _check_limit("limit_train_batches", limit_train_batches)
-        self.limit_val_batches = _check_limit("limit_val_batches", limit_val_batches)
-        self.limit_test_batches = _check_limit("limit_test_batches", limit_test_batches)
-        self.limit_predict_batches = _check_limit("limit_predict_batches", limit_predict_batches)
-        self.overfit_batches = _check_limit("overfit_batches", overfit_batches)
-        self.val_check_interval = _check_val_check_interval(val_check_interval)
+        self.max_epochs = flags.check_int("max_epochs", max_epochs, minimum=-1)
+        self.max_time = flags.parse_max_time(max_time)
+        self.limit_train_batches = flags.check_limit("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = flags.check_limit("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = flags.check_limit("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = flags.check_limit("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = flags.check_limit("overfit_batches", overfit_batches)
+        self.val_check_interval = flags.check_val_check_interval(val_check_interval)
         if check_val_every_n_epoch is not None:
-            _check_int("check_val_every_n_epoch", check_val_every_n_epoch, minimum=1)
+            flags.check_int("check_val_every_n_epoch", check_val_every_n_epoch, minimum=1)
         self.check_val_every_n_epoch = check_val_every_n_epoch
-        self.num_sanity_val_steps = _check_int(
+        self.num_sanity_val_steps = flags.check_int(
             "num_sanity_val_steps", 2 if num_sanity_val_steps is None else num_sanity_val_steps, minimum=-1
         )
-        self.log_every_n_steps = _check_int("log_every_n_steps", 50 if log_every_n_steps is None else log_every_n_steps, minimum=1)
-        self.accumulate_grad_batches = _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+        self.log_every_n_steps = flags.check_int("log_every_n_steps", 50 if log_every_n_steps is None else log_every_n_steps, minimum=1)
+        self.accumulate_grad_batches = flags.check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
         if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not isinstance(gradient_clip_val, (int, float)) or gradient_clip_val < 0):
             raise MisconfigurationError(f"gradient_clip_val={gradient_clip_val!r} must be a non-negative number or None.")
         self.gradient_clip_val = gradient_clip_val
@@ -138,45 +137,28 @@ class Trainer:
             raise MisconfigurationError(f"deterministic={deterministic!r}; use True, False, 'warn' or None.")
         self.deterministic = deterministic
         self.benchmark = benchmark
-        self.inference_mode = _check_bool("inference_mode", inference_mode)
-        self.detect_anomaly = _check_bool("detect_anomaly", detect_anomaly)
+        self.inference_mode = flags.check_bool("inference_mode", inference_mode)
+        self.detect_anomaly = flags.check_bool("detect_anomaly", detect_anomaly)
         self.use_distributed_sampler = use_distributed_sampler
         self.precision = normalize_precision("32-true" if precision is None else precision)
-        if strategy not in _STRATEGIES:
-            raise MisconfigurationError(
-                f"strategy={strategy!r} is not supported; choose one of {list(_STRATEGIES)}."
-            )
-        self.num_nodes = _check_int("num_nodes", num_nodes, minimum=1)
+        self.num_nodes = flags.check_int("num_nodes", num_nodes, minimum=1)
         self.accelerator = resolve_accelerator(accelerator)
-        indices = resolve_devices(self.accelerator, devices)
-        if len(indices) != 1 or num_nodes != 1:
-            raise MisconfigurationError(
-                f"devices={devices!r}, num_nodes={num_nodes} asks for {len(indices) * num_nodes} devices; "
-                "this Trainer runs on one device. Use devices=1."
-            )
-        device = torch_device(self.accelerator, indices[0])
-        self.strategy = SingleDeviceStrategy(device, create_precision(self.precision, device.type))
+        self.sync_batchnorm = flags.check_bool("sync_batchnorm", sync_batchnorm)
+        self.strategy = create_strategy(
+            strategy, self.accelerator, resolve_devices(self.accelerator, devices), self.num_nodes, self.precision,
+            sync_batchnorm=self.sync_batchnorm,
+        )
         self.strategy.trainer = self
 
         # -- subscribers ---------------------------------------------------------------------------
-        self.profiler = _resolve_profiler(profiler)
-        self.callbacks: list[Callback] = _as_list(callbacks, "callbacks", Callback)
-        self.loggers: list[Logger] = [] if logger in (None, True, False) else _as_list(logger, "logger", Logger)
+        self.profiler = flags.resolve_profiler(profiler)
+        self.callbacks: list[Callback] = flags.as_list(callbacks, "callbacks", Callback)
+        self.loggers: list[Logger] = [] if logger in (None, True, False) else flags.as_list(logger, "logger", Logger)
         if self.enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
             self.callbacks.append(ModelCheckpoint())
         if not barebones:
-            for subscriber in discover(self):
-                if isinstance(subscriber, Logger):
-                    if logger in (None, True):
-                        self.loggers.append(subscriber)
-                elif isinstance(subscriber, Callback):
-                    self.callbacks.append(subscriber)
-                else:
-                    raise MisconfigurationError(
-                        f"A discovered subscriber factory returned {type(subscriber).__name__}; "
-                        "it must return a Callback, a Logger or None."
-                    )
-        self._order_callbacks()
+            subscribers.attach_discovered(self, keep_loggers=logger in (None, True))
+        subscribers.order_callbacks(self.callbacks)
 
         # -- run state -----------------------------------------------------------------------------
         self.progress = loops.Progress()
@@ -202,6 +184,7 @@ class Trainer:
         self.ckpt_path: str | None = None            # the checkpoint the current (or last) run started from
         self.received_signal: int | None = None      # set by the preemption handlers while fit runs
         self._connections: list[tuple[events.Event, Any]] = []
+        self._shared_log_dir: str | None = None  # rank 0's log_dir, when several processes run
         self._fit_sources: tuple[Any, Any, Any] | None = None
 
     # =============================================================================================
@@ -222,7 +205,7 @@ class Trainer:
         """
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        _check_loaders_or_datamodule(train_dataloaders, val_dataloaders, datamodule, "fit")
+        flags.check_loaders_or_datamodule(train_dataloaders, val_dataloaders, datamodule, "fit")
         self._run("fit", model, datamodule, ckpt_path, weights_only, train=train_dataloaders, val=val_dataloaders)
 
     def validate(
@@ -265,8 +248,13 @@ class Trainer:
         """Send ``event`` from this Trainer; receivers run in connection order. Cheap when nobody listens."""
         if not event.receivers:
             return []
-        self.results.hook = event.name
-        return event.send(self, pl_module=self.lightning_module, **payload)
+        results = self.results
+        # A receiver may emit in turn (a monitor sending log_metrics): the outer hook is current again after.
+        outer, results.hook = results.hook, event.name
+        try:
+            return event.send(self, pl_module=self.lightning_module, **payload)
+        finally:
+            results.hook = outer
 
     # =============================================================================================
     # State for users and callbacks
@@ -309,6 +297,8 @@ class Trainer:
 
     @property
     def log_dir(self) -> str:
+        if self._shared_log_dir is not None:
+            return self._shared_log_dir
         directory = self.logger.log_dir if self.logger is not None else None
         return directory if directory is not None else self.default_root_dir
 
@@ -401,6 +391,8 @@ class Trainer:
             raise TypeError(f"Trainer.{stage} needs a LightningModule, got {type(model).__name__}.")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
+        if self.strategy.spawns_processes:
+            return self._run_spawned(stage, model, datamodule, ckpt_path, weights_only, loaders)
         checkpoint_path = resolve_checkpoint_path(self, ckpt_path, stage)
         self.ckpt_path = str(checkpoint_path) if checkpoint_path is not None else None
         self.lightning_module, self.datamodule = model, datamodule
@@ -411,7 +403,10 @@ class Trainer:
         self.results = Results(self.strategy.reduce)
         previous_settings = _apply_global_settings(self.deterministic, self.benchmark)
         try:
-            self._connect_subscribers(model)
+            self.strategy.setup_environment()
+            if self.world_size > 1:  # every rank writes where rank 0's logger says
+                self._shared_log_dir = self.strategy.broadcast(self.log_dir)
+            self._connections = subscribers.connect(self, model)
             signals = preemption_signals(self) if stage == "fit" else contextlib.nullcontext()
             with signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
                 result = self._run_stage(stage, model, datamodule, checkpoint_path, weights_only, **loaders)
@@ -420,23 +415,51 @@ class Trainer:
         except BaseException as error:
             self.status = "interrupted"
             self.emit(events.on_exception, exception=error)
+            explained = self.strategy.explain_failure(error)
+            if explained is not error:
+                raise explained from error
             raise
         finally:
             try:
                 self._teardown(stage, model, datamodule)
             finally:
-                self._disconnect_subscribers()
+                if self.status != "finished":
+                    self.strategy.close(failed=True)
+                subscribers.disconnect(self._connections)
                 _restore_global_settings(previous_settings)
                 self.stage = self.results.hook = None
+
+    def _run_spawned(self, stage: str, model: Any, datamodule: Any, ckpt_path: Any, weights_only: bool,
+                     loaders: dict[str, Any]) -> Any:
+        """ddp_spawn: run the stage in one fresh process per device; take rank 0's weights and metrics back."""
+        import torch.multiprocessing as mp
+
+        queue = mp.get_context("spawn").SimpleQueue()
+        # Plain pickle bytes: torch.multiprocessing would pass tensors in shared memory, and every process
+        # would then train the same parameters.
+        run = pickle.dumps((self, (stage, model, datamodule, ckpt_path, weights_only, loaders)))
+        mp.start_processes(_run_as_rank, args=(run, queue), nprocs=self.strategy.devices_per_node,
+                           start_method="spawn")
+        # Bytes, not tensors: shared-memory tensors die with the process that sent them, which has exited.
+        outcome = torch.load(io.BytesIO(queue.get()), weights_only=False)  # our own child wrote them
+        self.lightning_module, self.datamodule = model, datamodule
+        model.trainer = self
+        model.load_state_dict(outcome["state_dict"])
+        self.progress = outcome["progress"]
+        self.results = Results(self.strategy.reduce)
+        self.results.callback_metrics.update(outcome["callback_metrics"])
+        for callback, (best, last) in zip(self.checkpoint_callbacks, outcome["checkpoint_paths"]):
+            callback.best_model_path, callback.last_model_path = best, last
+        return outcome["result"]
 
     def _run_stage(self, stage: str, model: Any, datamodule: Any, checkpoint_path: Path | None, weights_only: bool,
                    **loaders: Any) -> Any:
         hook_stage = "validate" if stage == "validate" else stage
-        if self.is_global_zero:
-            if datamodule is not None:
-                datamodule.prepare_data()
+        if datamodule is not None and self._prepares_data(datamodule):
+            datamodule.prepare_data()
+        if self._prepares_data(model):
             model.prepare_data()
-        self.strategy.barrier("prepare_data")
+        self.strategy.barrier("prepare_data")  # nobody reads the data before it is ready
         if datamodule is not None:
             datamodule.setup(hook_stage)
         self.emit(events.setup, stage=hook_stage)
@@ -458,8 +481,11 @@ class Trainer:
             if self.progress.sampler_seed is None and resumable_sampler(self.train_dataloader) is not None:
                 # Every rank must shuffle alike: rank 0's seed wins.
                 self.progress.sampler_seed = self.strategy.broadcast(new_sampler_seed(self.train_dataloader))
-            if getattr(model, "_log_hyperparams", False) and model.hparams:
-                self.emit(events.log_hyperparams, params=dict(model.hparams))
+            if self.is_global_zero:
+                if getattr(model, "_log_hyperparams", False) and model.hparams:
+                    self.emit(events.log_hyperparams, params=dict(model.hparams))
+                for logger in self.loggers:
+                    logger.log_graph(model)
             self.emit(events.on_fit_start)
             loops.run_fit(self, checkpoint.get("rng_states"))
             self.emit(events.on_fit_end)
@@ -486,6 +512,10 @@ class Trainer:
         else:
             self.test_dataloaders, self.num_test_batches = evaluation, limits
         return loops.run_evaluation(self, loader_stage, evaluation, limits)
+
+    def _prepares_data(self, owner: Any) -> bool:
+        """prepare_data runs once per node (local rank 0), or once in all when prepare_data_per_node is False."""
+        return self.local_rank == 0 if getattr(owner, "prepare_data_per_node", True) else self.global_rank == 0
 
     def _setup_optimizers(self, model: LightningModule) -> None:
         self.results.hook = "configure_optimizers"
@@ -531,7 +561,7 @@ class Trainer:
         self.num_val_batches = [limited_batches(d, self.limit_val_batches, "limit_val_batches") for d in self.val_dataloaders]
         sanity = math.inf if self.num_sanity_val_steps == -1 else self.num_sanity_val_steps
         self.num_sanity_val_batches = [min(sanity, count) for count in self.num_val_batches]
-        self.val_check_batch = _val_check_batch(self.val_check_interval, self.num_training_batches)
+        self.val_check_batch = flags.val_check_batch(self.val_check_interval, self.num_training_batches)
 
     @staticmethod
     def _loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
@@ -547,55 +577,6 @@ class Trainer:
                 return None
         return None
 
-    # =============================================================================================
-    # Subscribers: connected when a run starts, disconnected in its `finally`
-    # =============================================================================================
-    def _order_callbacks(self) -> None:
-        """User callbacks first, then discovered ones, checkpointing last (as Lightning orders them)."""
-        self.callbacks.sort(key=lambda callback: isinstance(callback, (ModelCheckpoint, OnExceptionCheckpoint)))
-
-    def _connect_subscribers(self, model: LightningModule) -> None:
-        extra = model.configure_callbacks()
-        extra = [extra] if isinstance(extra, Callback) else list(extra or [])
-        if extra:
-            replaced = {type(callback) for callback in extra}
-            self.callbacks = [c for c in self.callbacks if type(c) not in replaced] + extra
-            self._order_callbacks()
-        module_hooks = overridden_hooks(model, LightningModule)
-        callback_hooks = [(c, e, h) for c in self.callbacks for e, h in overridden_hooks(c, Callback)]
-        epoch_end = events.on_train_epoch_end
-
-        def monitor_at_epoch_end(callback: Callback, event: events.Event) -> bool:
-            return event is epoch_end and getattr(callback, "is_monitor", False)
-
-        # Callbacks first, in list order, then the module; except at on_train_epoch_end, where the module
-        # comes before monitoring callbacks so that what it logs there can stop training or pick a checkpoint.
-        receivers = [(e, self._callback_receiver(c, e, h)) for c, e, h in callback_hooks if not monitor_at_epoch_end(c, e)]
-        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is epoch_end]
-        receivers += [(e, self._callback_receiver(c, e, h)) for c, e, h in callback_hooks if monitor_at_epoch_end(c, e)]
-        receivers += [(e, self._module_receiver(e, h)) for e, h in module_hooks if e is not epoch_end]
-        for logger in self.loggers:
-            receivers.append((events.log_metrics, module_receiver(events.log_metrics, logger.log_metrics)))
-            receivers.append((events.log_hyperparams, module_receiver(events.log_hyperparams, logger.log_hyperparams)))
-        for event, receiver in receivers:
-            event.connect(receiver, sender=self, weak=False)
-            self._connections.append((event, receiver))
-
-    def _callback_receiver(self, callback: Callback, event: events.Event, hook: Any) -> Any:
-        receiver = callback_receiver(event, hook)
-        return self.profiler.wrap_receiver(f"[Callback]{type(callback).__qualname__}.{event.name}", receiver)
-
-    def _module_receiver(self, event: events.Event, hook: Any) -> Any:
-        receiver = self.profiler.wrap_receiver(f"[LightningModule]{event.name}", module_receiver(event, hook))
-        receiver.is_module_hook = True  # only the module's answer counts, e.g. -1 from on_train_batch_start
-        return receiver
-
-    def _disconnect_subscribers(self) -> None:
-        for event, receiver in self._connections:
-            # From every sender: blinker forgets a receiver only when disconnected from all of them.
-            event.disconnect(receiver)
-        self._connections.clear()
-
     def _teardown(self, stage: str, model: Any, datamodule: Any) -> None:
         hook_stage = "validate" if stage == "validate" else stage
         try:
@@ -610,123 +591,21 @@ class Trainer:
                 logger.finalize("success" if self.status == "finished" else "failed")
 
 
-# =================================================================================================
-# Flag checks: each error names the fix
-# =================================================================================================
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise MisconfigurationError(f"{name}={value!r} must be True or False.")
-    return value
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MisconfigurationError(f"{name}={value!r} must be an int >= {minimum}.")
-    return value
-
-
-def _check_limit(name: str, value: Any) -> int | float:
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationError(f"{name}={value!r} must be an int (batches) or a float fraction in [0, 1].")
-    if isinstance(value, int):
-        if value < 0:
-            raise MisconfigurationError(f"{name}={value} is negative; pass 0 or more batches.")
-        return value
-    if not 0.0 <= value <= 1.0:
-        raise MisconfigurationError(f"{name}={value} must be a fraction in [0.0, 1.0], or an int number of batches.")
-    return value
-
-
-def _check_fast_dev_run(value: Any) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if not isinstance(value, int) or value < 0:
-        raise MisconfigurationError(f"fast_dev_run={value!r} must be True/False or a non-negative int of batches.")
-    return value
-
-
-def _check_val_check_interval(value: Any) -> int | float:
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationError(f"val_check_interval={value!r} must be an int (batches) or a float in (0, 1].")
-    if isinstance(value, int) and value < 1:
-        raise MisconfigurationError(f"val_check_interval={value} must be at least 1 batch.")
-    if isinstance(value, float) and not 0.0 < value <= 1.0:
-        raise MisconfigurationError(f"val_check_interval={value} must be a fraction in (0, 1] of an epoch.")
-    return value
-
-
-def _val_check_batch(interval: int | float, num_training_batches: float) -> float:
-    if isinstance(interval, int):
-        return interval
-    if math.isinf(num_training_batches):
-        if interval != 1.0:
-            raise MisconfigurationError(
-                f"val_check_interval={interval} is a fraction, but the training loader has no length. "
-                "Pass an int number of batches."
-            )
-        return math.inf
-    return max(1, int(num_training_batches * interval))
-
-
-def _parse_max_time(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return datetime.timedelta(**value).total_seconds()
-    if isinstance(value, str) and re.fullmatch(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}", value):
-        days, hours, minutes, seconds = (int(part) for part in value.split(":"))
-        return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
-    raise MisconfigurationError(
-        f"max_time={value!r} is not understood; use 'DD:HH:MM:SS', a datetime.timedelta or a dict like {{'hours': 1}}."
-    )
-
-
-def _refuse_with_barebones(**flags: Any) -> None:
-    enabled = [name for name, value in flags.items() if value not in (None, False)]
-    if enabled:
-        raise MisconfigurationError(
-            f"barebones=True turns off {', '.join(enabled)}; remove those flags or set barebones=False."
-        )
-
-
-def _as_list(value: Any, flag: str, kind: type) -> list[Any]:
-    items = [value] if isinstance(value, kind) else list(value or [])
-    wrong = [type(item).__name__ for item in items if not isinstance(item, kind)]
-    if wrong:
-        raise MisconfigurationError(f"{flag} must hold {kind.__name__} objects; got {wrong}.")
-    return items
-
-
-def _check_loaders_or_datamodule(train: Any, val: Any, datamodule: Any, stage: str) -> None:
-    if datamodule is not None and (train is not None or val is not None):
-        raise MisconfigurationError(
-            f"Trainer.{stage} got both dataloaders and a datamodule; pass one or the other."
-        )
-
-
-def _resolve_profiler(profiler: Any) -> Profiler:
-    if profiler in (None, False):
-        return PassThroughProfiler()
-    if isinstance(profiler, Profiler):
-        return profiler
-    name = "simple" if profiler is True else profiler
-    if isinstance(name, str):
-        from importlib.metadata import entry_points
-
-        found = {point.name: point for point in entry_points(group="tribus.profilers")}
-        if name in found:
-            return found[name].load()()
-        raise MisconfigurationError(
-            f"profiler={profiler!r} is not available; installed profilers: {sorted(found) or 'none'}. "
-            "Pass one of those names, True, or a Profiler object."
-        )
-    raise MisconfigurationError(f"profiler={profiler!r} must be a name, True, or a Profiler object.")
+def _run_as_rank(local_rank: int, run: bytes, queue: Any) -> None:
+    """A ddp_spawn process: become ``local_rank``, run the stage, and hand rank 0's outcome back."""
+    trainer, (stage, model, datamodule, ckpt_path, weights_only, loaders) = pickle.loads(run)
+    trainer.strategy.become_rank(local_rank)
+    result = trainer._run(stage, model, datamodule, ckpt_path, weights_only, **loaders)
+    if trainer.is_global_zero:
+        outcome = io.BytesIO()
+        torch.save({
+            "result": result,
+            "state_dict": {key: value.cpu() for key, value in model.state_dict().items()},
+            "progress": trainer.progress,
+            "callback_metrics": {key: value.cpu() for key, value in trainer.callback_metrics.items()},
+            "checkpoint_paths": [(c.best_model_path, c.last_model_path) for c in trainer.checkpoint_callbacks],
+        }, outcome)
+        queue.put(outcome.getvalue())
 
 
 def _apply_global_settings(deterministic: Any, benchmark: Any) -> tuple[Any, ...]:
@@ -769,4 +648,3 @@ def _print_results(stage: str, results: list[dict[str, float]]) -> None:
     lines = [rule, "   ".join(h.ljust(w) for h, w in zip(headers, widths)), rule]
     lines += ["   ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in table]
     print("\n".join(lines + [rule]))
-

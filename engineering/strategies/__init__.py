@@ -49,7 +49,7 @@ def create_strategy(
         environment = detect(len(device_indices), num_nodes)
         device = torch_device(accelerator, device_indices[environment.local_rank % len(device_indices)])
         strategy.connect(device, create_precision(precision, device.type), environment=environment,
-                         devices_per_node=len(device_indices), sync_batchnorm=sync_batchnorm)
+                         device_indices=device_indices, sync_batchnorm=sync_batchnorm)
     else:
         device = torch_device(accelerator, device_indices[0])
         strategy.connect(device, create_precision(precision, device.type))

@@ -9,6 +9,7 @@ lets the surviving ranks say which rank stopped answering, and at which step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import subprocess
@@ -68,6 +69,7 @@ class DDPStrategy(SingleDeviceStrategy):
         self.process_group_backend = process_group_backend
         self.sync_batchnorm = False
         self.environment: ClusterEnvironment | None = None
+        self.device_indices: list[int] = [0]
         self.devices_per_node = 1
         self.model: DistributedDataParallel | None = None
         self._children: list[subprocess.Popen] = []
@@ -76,9 +78,37 @@ class DDPStrategy(SingleDeviceStrategy):
         self._stopping = threading.Event()
 
     def connect(self, device: torch.device, precision: Precision, *, environment: ClusterEnvironment,
-                devices_per_node: int, sync_batchnorm: bool = False) -> None:  # type: ignore[override]
+                device_indices: list[int], sync_batchnorm: bool = False) -> None:  # type: ignore[override]
         super().connect(device, precision)
-        self.environment, self.devices_per_node, self.sync_batchnorm = environment, devices_per_node, sync_batchnorm
+        self.environment, self.device_indices, self.sync_batchnorm = environment, device_indices, sync_batchnorm
+        self.devices_per_node = len(device_indices)
+
+    @property
+    def spawns_processes(self) -> bool:
+        """``ddp_spawn`` started by hand: this process spawns one process per local rank and waits for them."""
+        return self.start_method == "spawn" and not self.environment.launched_externally and "LOCAL_RANK" not in os.environ
+
+    def become_rank(self, local_rank: int) -> None:
+        """In a spawned process: take ``local_rank``'s place, as the launch variables would have said."""
+        environment = self.environment
+        rank = environment.node_rank * self.devices_per_node + local_rank
+        os.environ.update(
+            MASTER_ADDR=environment.main_address, MASTER_PORT=str(environment.main_port), NODE_RANK=str(environment.node_rank),
+            LOCAL_RANK=str(local_rank), RANK=str(rank), WORLD_SIZE=str(environment.world_size),
+        )
+        self.environment = dataclasses.replace(environment, global_rank=rank, local_rank=local_rank, launched_externally=True)
+        if self.root_device.type == "cuda":
+            self.root_device = torch.device("cuda", self.device_indices[local_rank])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles the Trainer and its strategy into each process: leave threads and locks behind.
+        state = self.__dict__.copy()
+        state.update(_stopping=None, _heartbeat=None, _store=None, _children=[], model=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._stopping = threading.Event()
 
     @property
     def backend(self) -> str:
@@ -108,9 +138,11 @@ class DDPStrategy(SingleDeviceStrategy):
             self._launch_other_ranks()
         if dist.is_initialized():
             return
+        # Under torchrun the agent already hosts the store at MASTER_PORT; every rank joins it as a client.
+        hosts_store = environment.global_rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
         self._store = dist.TCPStore(
             environment.main_address, environment.main_port, environment.world_size,
-            is_master=environment.global_rank == 0, timeout=self.timeout, wait_for_workers=True,
+            is_master=hosts_store, timeout=self.timeout, wait_for_workers=True,
         )
         dist.init_process_group(
             self.backend, store=self._store, rank=environment.global_rank,
@@ -136,11 +168,13 @@ class DDPStrategy(SingleDeviceStrategy):
             self._children.append(subprocess.Popen(command, env=rank_environment))
 
     def _beat(self) -> None:
-        while not self._stopping.wait(_HEARTBEAT_SECONDS):
+        while True:
             try:
                 step = self.trainer.progress.global_step if self.trainer is not None else -1
                 self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {time.time()}")
             except Exception:  # the store's host is gone; the training thread reports that
+                return
+            if self._stopping.wait(_HEARTBEAT_SECONDS):
                 return
 
     def describe_peers(self) -> str:
@@ -154,7 +188,7 @@ class DDPStrategy(SingleDeviceStrategy):
                 step, when = self._store.get(f"tribus/heartbeat/{rank}").decode().split()
                 lines.append(f"rank {rank}: last heartbeat {now - float(when):.0f}s ago at global_step {step}")
             except Exception:
-                lines.append(f"rank {rank}: unreachable" + (" (it hosts the rendezvous store)" if rank == 0 else ""))
+                lines.append(f"rank {rank}: no heartbeat" + (" (it hosts the rendezvous store)" if rank == 0 else ""))
         return "; ".join(lines)
 
     # -- placement ------------------------------------------------------------------------------
@@ -219,6 +253,16 @@ class DDPStrategy(SingleDeviceStrategy):
             f"Peers: {self.describe_peers()}."
         )
 
+    def explain_failure(self, error: BaseException) -> BaseException:
+        if isinstance(error, CollectiveTimeoutError) or not isinstance(error, RuntimeError):
+            return error
+        message = str(error).lower()
+        if isinstance(error, dist.DistBackendError) or any(
+            sign in message for sign in ("gloo", "nccl", "timed out", "connection closed", "connection reset")
+        ):
+            return self.collective_failure("a collective (e.g. the gradient all-reduce)", error)
+        return error
+
     # -- the end -----------------------------------------------------------------------------------
     def teardown(self) -> None:
         self._stopping.set()
@@ -235,10 +279,3 @@ class DDPStrategy(SingleDeviceStrategy):
         for child in self._children:
             child.wait()
         self._children.clear()
-
-
-def run_spawned(function: Callable[[int], Any], world_size: int) -> None:
-    """``ddp_spawn``: run ``function(local_rank)`` in ``world_size`` fresh processes."""
-    import torch.multiprocessing as mp
-
-    mp.start_processes(function, nprocs=world_size, start_method="spawn")

@@ -27,7 +27,7 @@ def detect(devices_per_node: int, num_nodes: int) -> ClusterEnvironment:
     """Read the launcher's environment variables; without any, this is rank 0 of a job tribus will launch."""
     if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return _from_torch_variables(launched_externally="TORCHELASTIC_RUN_ID" in os.environ)
-    if _under_slurm():
+    if under_slurm():
         return _from_slurm(devices_per_node, num_nodes)
     return ClusterEnvironment(
         world_size=devices_per_node * num_nodes,
@@ -55,7 +55,7 @@ def _from_torch_variables(launched_externally: bool) -> ClusterEnvironment:
     )
 
 
-def _under_slurm() -> bool:
+def under_slurm() -> bool:
     # An interactive `srun --pty bash` sets SLURM variables too, but there a user starts the processes.
     return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
 

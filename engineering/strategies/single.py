@@ -21,6 +21,7 @@ class SingleDeviceStrategy:
 
     name = "single_device"
     distributed = False
+    spawns_processes = False
 
     def __init__(self, device: torch.device | str | None = None, precision: Precision | None = None) -> None:
         self.root_device = torch.device(device) if device is not None else torch.device("cpu")
@@ -106,7 +107,11 @@ class SingleDeviceStrategy:
     def teardown(self) -> None: ...
 
     def close(self, failed: bool) -> None:
-        """Release processes and process groups when the run ends."""
+        """After a failed run: stop the processes this one started and leave the process group."""
+
+    def explain_failure(self, error: BaseException) -> BaseException:
+        """The error to show for ``error``; distributed strategies say which rank stopped answering."""
+        return error
 
 
 _NO_CONTEXT = contextlib.nullcontext()
