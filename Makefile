@@ -4,7 +4,10 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 READY  := $(VENV)/.ready
 
-.PHONY: train test test-slow test-all bench clean
+XLA_VENV  := .venv-xla
+XLA_READY := $(XLA_VENV)/.ready
+
+.PHONY: train test test-slow test-xla test-all bench clean
 
 $(READY): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -23,6 +26,17 @@ test: $(READY)
 test-slow: $(READY)
 	$(PYTHON) -m pytest -m slow -q
 
+# The XLA lane: torch_xla needs torch 2.9, so it gets its own venv; PJRT_DEVICE=CPU runs it without a TPU.
+$(XLA_READY): pyproject.toml
+	test -x $(XLA_VENV)/bin/python || python3 -m venv $(XLA_VENV)
+	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.9.1 torchvision==0.24.1 torch-xla==2.9.0
+	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check blinker tqdm psutil pyyaml pytest
+	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(XLA_READY)
+
+test-xla: $(XLA_READY)
+	PJRT_DEVICE=CPU $(XLA_VENV)/bin/python -m pytest -q tests/xla
+
 test-all: $(READY)
 	$(PYTHON) -m pytest -q
 
@@ -30,4 +44,4 @@ bench: $(READY)
 	$(PYTHON) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(XLA_VENV) build *.egg-info

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -180,13 +180,15 @@ _END = object()
 
 
 def epoch_batches(
-    loader: Iterable[Any], limit: float, epoch: int, seed: int | None, start: int
+    loader: Iterable[Any], limit: float, epoch: int, seed: int | None, start: int,
+    to_device: Callable[[Iterable[Any]], Iterable[Any]] = lambda loader: loader,
 ) -> Iterator[tuple[int, Any, bool]]:
     """The training batches of ``epoch`` from batch ``start`` on, as ``(batch_idx, batch, is_last)``.
 
     Samplers with ``set_epoch`` are told the epoch. A resumed epoch (``start > 0``) continues without
     re-reading what it skips: a ResumableSampler skips the indices, a stateful loader or sampler already
-    knows its place. Any other loader is read and its first ``start`` batches dropped.
+    knows its place. Any other loader is read and its first ``start`` batches dropped. ``to_device`` wraps
+    the loader as the strategy wants it read (XLA's background device loader).
     The iterator is created before this returns, so that whatever random numbers creating it draws are
     drawn before the caller puts a resumed run's random state back.
     """
@@ -204,7 +206,7 @@ def epoch_batches(
             resumable.skip_next(start * loader.batch_size)
         elif stateful_part(loader) is None:
             to_drop = start
-    iterator = iter(loader)
+    iterator = iter(to_device(loader))
     for _ in range(to_drop):
         if next(iterator, _END) is _END:
             return iter(())

@@ -113,7 +113,8 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
     profile = trainer.profiler.profile
     move = batch_mover(trainer)
     batches = epoch_batches(
-        trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx
+        trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx,
+        trainer.strategy.process_dataloader,
     )
     if rng_states is not None:  # resuming mid-epoch: the random state the checkpoint saw after its last batch
         restore_rng_states(rng_states)
@@ -345,7 +346,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[fl
     with _no_grad(trainer), trainer.profiler.profile(f"run_{stage}_evaluation"):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             results.dataloader_idx = dataloader_idx if several else None
-            for batch_idx, batch, _ in with_last_flag(loader, limit):
+            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
                 batch = move(batch, dataloader_idx)
                 results.batch = batch
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
@@ -377,7 +378,8 @@ def _metrics_per_dataloader(results: Any, stage: str, count: int) -> list[dict[s
 
 
 def _no_grad(trainer: Any) -> Any:
-    return torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+    use_inference_mode = trainer.inference_mode and trainer.strategy.supports_inference_mode
+    return torch.inference_mode() if use_inference_mode else torch.no_grad()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +397,7 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     move = batch_mover(trainer)
     with _no_grad(trainer):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            for batch_idx, batch, _ in with_last_flag(loader, limit):
+            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
                 batch = move(batch, dataloader_idx)
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
                 with trainer.profiler.profile("predict_step"), trainer.strategy.precision.forward_context():

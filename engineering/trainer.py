@@ -241,7 +241,7 @@ class Trainer:
             raise RuntimeError("save_checkpoint needs a model: call it during or after fit/validate/test.")
         checkpoint = build_checkpoint(self, weights_only)
         if self.is_global_zero:
-            save_atomically(checkpoint, filepath)
+            save_atomically(checkpoint, filepath, self.strategy.write_checkpoint)
         self.strategy.barrier("save_checkpoint")
 
     def emit(self, event: events.Event, **payload: Any) -> list[tuple[Any, Any]]:

@@ -21,6 +21,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import torch
@@ -55,8 +56,12 @@ class _HashingWriter:
         self.file.flush()
 
 
-def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+def save_atomically(
+    checkpoint: dict[str, Any], path: str | os.PathLike, serialize: Callable[[Any, Any], None] = torch.save
+) -> None:
     """Write ``checkpoint`` to ``path``: a temporary file beside it, fsync, then rename over it.
+
+    ``serialize(checkpoint, file)`` writes the bytes (``torch.save``, or an accelerator's own save).
 
     A reader (or a kill at any instant) sees the old file or the new one, never half of one. On a write
     error the temporary file is removed and the old file at ``path`` is left as it was.
@@ -68,7 +73,7 @@ def save_atomically(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as file:
             writer = _HashingWriter(file)
-            torch.save(checkpoint, writer)
+            serialize(checkpoint, writer)
             file.write(TRAILER_MARK + writer.digest.hexdigest().encode("ascii") + b"\n")
             file.flush()
             os.fsync(file.fileno())

@@ -10,7 +10,7 @@ from engineering.precision import create_precision
 from engineering.strategies.environment import ClusterEnvironment, detect
 from engineering.strategies.single import SingleDeviceStrategy
 
-STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "xla")
 
 
 def create_strategy(
@@ -30,7 +30,17 @@ def create_strategy(
                 f"strategy='single_device' runs one device, but devices/num_nodes ask for {processes}. "
                 "Use strategy='ddp' or devices=1."
             )
-        if strategy == "single_device" or (strategy == "auto" and processes == 1):
+        if strategy == "xla" or (strategy == "auto" and accelerator == "xla"):
+            if accelerator != "xla":
+                raise MisconfigurationError(f"strategy='xla' needs accelerator='xla' (or 'tpu'), not {accelerator!r}.")
+            if processes > 1:
+                raise MisconfigurationError(
+                    f"XLA runs one device per process here; devices/num_nodes ask for {processes}. Use devices=1."
+                )
+            from engineering.strategies.xla import XLAStrategy  # torch_xla is imported only if used
+
+            strategy = XLAStrategy()
+        elif strategy == "single_device" or (strategy == "auto" and processes == 1):
             strategy = SingleDeviceStrategy()
         else:
             from engineering.strategies.ddp import DDPStrategy  # torch.distributed is imported only if used

@@ -22,6 +22,7 @@ class SingleDeviceStrategy:
     name = "single_device"
     distributed = False
     spawns_processes = False
+    supports_inference_mode = True
 
     def __init__(self, device: torch.device | str | None = None, precision: Precision | None = None) -> None:
         self.root_device = torch.device(device) if device is not None else torch.device("cpu")

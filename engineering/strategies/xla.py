@@ -21,6 +21,7 @@ class XLAStrategy(SingleDeviceStrategy):
     """A single XLA device; the step syncs the lazy graph."""
 
     name = "xla"
+    supports_inference_mode = False  # XLA tensors cannot be inference tensors; evaluation uses no_grad
 
     def process_dataloader(self, loader: Iterable[Any]) -> Iterable[Any]:
         from torch_xla.distributed.parallel_loader import MpDeviceLoader
