@@ -109,7 +109,6 @@ class Results:
         self,
         name: str,
         value: Any,
-        *,
         prog_bar: bool = False,
         logger: bool | None = None,
         on_step: bool | None = None,

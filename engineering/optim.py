@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import torch
 
 from engineering import events
 from engineering.logging import MisconfigurationError
+from research import LightningModule
 
 _SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
 
@@ -63,8 +65,11 @@ class LightningOptimizer:
 
         def closure_then_clip() -> Any:
             loss = closure() if closure is not None else None
+            if loss is not None or not module.automatic_optimization:  # a backward ran: hooks see true gradients
+                trainer.strategy.precision.unscale_gradients(self._optimizer)
             trainer.emit(events.on_before_optimizer_step, optimizer=self._optimizer)
-            if module.automatic_optimization:
+            # The default hook clips only when gradient_clip_val is set: without either, skip the call.
+            if module.automatic_optimization and (trainer.gradient_clip_val or _clips_its_own_way(module)):
                 module.configure_gradient_clipping(
                     self._optimizer, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
                 )
@@ -73,6 +78,15 @@ class LightningOptimizer:
         result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
         trainer.progress.global_step += 1
         return result
+
+
+def _clips_its_own_way(module: Any) -> bool:
+    return _overrides_clipping(type(module))
+
+
+@functools.cache
+def _overrides_clipping(module_class: type) -> bool:
+    return module_class.configure_gradient_clipping is not LightningModule.configure_gradient_clipping
 
 
 def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[LRSchedulerConfig]]:

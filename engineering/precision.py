@@ -86,11 +86,16 @@ class TruePrecision(Precision):
 class MixedPrecision(Precision):
     """Autocast forward; with fp16 on CUDA a GradScaler scales the loss and skips inf/nan steps."""
 
-    def __init__(self, name: str, device_type: str, dtype: torch.dtype) -> None:
+    def __init__(self, name: str, device_type: str, dtype: torch.dtype,
+                 scaler: torch.amp.GradScaler | None = None) -> None:
+        if scaler is not None and dtype is not torch.float16:
+            raise MisconfigurationError(f"A GradScaler is for float16; {name} autocasts to {dtype} and needs none.")
+        if scaler is None and dtype is torch.float16 and device_type == "cuda":
+            scaler = torch.amp.GradScaler(device_type)
         self.name = name
         self.device_type = device_type
         self.dtype = dtype
-        self.scaler = torch.amp.GradScaler(device_type) if dtype is torch.float16 and device_type == "cuda" else None
+        self.scaler = scaler
         self._unscaled: set[int] = set()
 
     def forward_context(self) -> contextlib.AbstractContextManager:
@@ -109,6 +114,8 @@ class MixedPrecision(Precision):
             return optimizer.step(closure=closure, **kwargs)
         # GradScaler cannot take a closure: run it (forward + backward) first, then step.
         loss = closure()
+        if id(optimizer) not in self._unscaled:
+            return loss  # no backward ran (training_step returned None): nothing to step or to learn from
         self.scaler.step(optimizer, **kwargs)
         self.scaler.update()
         self._unscaled.discard(id(optimizer))
@@ -138,7 +145,7 @@ def create_precision(name: str, device_type: str) -> Precision:
         warnings.warn(
             "precision='16-mixed' on CPU autocasts to bfloat16, the half type CPUs support well; "
             "there is no loss scaling. Use 'bf16-mixed' to say so explicitly.",
-            stacklevel=3,
+            stacklevel=4,  # the user's Trainer(...) line
         )
         return MixedPrecision(name, _autocast_device(device_type), torch.bfloat16)
     return MixedPrecision(name, "cuda", torch.float16)

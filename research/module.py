@@ -163,28 +163,19 @@ class LightningModule(nn.Module):
         rank_zero_only: bool = False,
     ) -> None:
         """Log a scalar. Defaults follow the hook: per step in training, per epoch in evaluation."""
-        if not self.has_trainer or self.trainer.barebones:
+        trainer = self._trainer_ref() if self._trainer_ref is not None else None
+        if trainer is None or trainer.barebones:
             # As in Lightning: a step method called in a unit test, or a barebones run, logs nothing.
             warnings.warn(
                 f"self.log({name!r}) did nothing: "
-                + ("Trainer(barebones=True) turns logging off." if self.has_trainer
+                + ("Trainer(barebones=True) turns logging off." if trainer is not None
                    else "the module is not attached to a Trainer."),
                 stacklevel=2,
             )
             return
-        self.trainer.results.log(
-            name,
-            value,
-            prog_bar=prog_bar,
-            logger=logger,
-            on_step=on_step,
-            on_epoch=on_epoch,
-            reduce_fx=reduce_fx,
-            enable_graph=enable_graph,
-            sync_dist=sync_dist,
-            add_dataloader_idx=add_dataloader_idx,
-            batch_size=batch_size,
-            rank_zero_only=rank_zero_only,
+        trainer.results.log(
+            name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist,
+            add_dataloader_idx, batch_size, rank_zero_only,
         )
 
     def log_dict(self, dictionary: Mapping[str, Any], **options: Any) -> None:

@@ -69,10 +69,11 @@ class SingleDeviceStrategy:
         return _NO_CONTEXT
 
     def backward(self, loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
-        """on_before_backward → module.backward on the (scaled) loss → on_after_backward."""
+        """Scale the loss (mixed precision) → on_before_backward → module.backward → on_after_backward."""
         trainer = self.trainer
+        loss = self.precision.scale_loss(loss)  # hooks see the loss backward really gets, as in Lightning
         trainer.emit(events.on_before_backward, loss=loss)
-        trainer.lightning_module.backward(self.precision.scale_loss(loss), *args, **kwargs)
+        trainer.lightning_module.backward(loss, *args, **kwargs)
         trainer.emit(events.on_after_backward)
 
     def clip_gradients(
