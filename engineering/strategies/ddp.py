@@ -30,6 +30,7 @@ from engineering.strategies.single import SingleDeviceStrategy
 
 _REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
 _HEARTBEAT_SECONDS = 1.0
+_CHILD_EXIT_SECONDS = 1.0  # after a failure, how long a started rank gets to stop before it is killed
 
 
 class CollectiveTimeoutError(RuntimeError):
@@ -168,27 +169,36 @@ class DDPStrategy(SingleDeviceStrategy):
             self._children.append(subprocess.Popen(command, env=rank_environment))
 
     def _beat(self) -> None:
+        """Publish, every second, this rank's global step and when it last advanced."""
+        last_step, advanced_at = None, time.time()
         while True:
+            step = self.trainer.progress.global_step if self.trainer is not None else -1
+            if step != last_step:
+                last_step, advanced_at = step, time.time()
             try:
-                step = self.trainer.progress.global_step if self.trainer is not None else -1
-                self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {time.time()}")
+                self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {advanced_at} {time.time()}")
             except Exception:  # the store's host is gone; the training thread reports that
                 return
             if self._stopping.wait(_HEARTBEAT_SECONDS):
                 return
 
     def describe_peers(self) -> str:
-        """Which ranks stopped beating, for the error message when a collective fails."""
+        """Each rank's last step and heartbeat: a dead rank's heartbeat is old, a stalled rank's step is."""
         if self._store is None:
             return "no rendezvous store"
+        time.sleep(1.5 * _HEARTBEAT_SECONDS)  # let a dead rank's last heartbeat age enough to show
         now, lines = time.time(), []
+        self._store.set_timeout(datetime.timedelta(seconds=2))
         for rank in range(self.world_size):
             try:
-                self._store.set_timeout(datetime.timedelta(seconds=2))
-                step, when = self._store.get(f"tribus/heartbeat/{rank}").decode().split()
-                lines.append(f"rank {rank}: last heartbeat {now - float(when):.0f}s ago at global_step {step}")
+                step, advanced_at, beat_at = self._store.get(f"tribus/heartbeat/{rank}").decode().split()
             except Exception:
                 lines.append(f"rank {rank}: no heartbeat" + (" (it hosts the rendezvous store)" if rank == 0 else ""))
+                continue
+            lines.append(
+                f"rank {rank}: at global_step {step} for {now - float(advanced_at):.0f}s, "
+                f"last heartbeat {now - float(beat_at):.0f}s ago"
+            )
         return "; ".join(lines)
 
     # -- placement ------------------------------------------------------------------------------
@@ -277,5 +287,9 @@ class DDPStrategy(SingleDeviceStrategy):
         if dist.is_initialized():
             dist.destroy_process_group()
         for child in self._children:
-            child.wait()
+            try:
+                child.wait(timeout=_CHILD_EXIT_SECONDS if failed else None)
+            except subprocess.TimeoutExpired:  # a stalled rank never reaches the end of its step to stop
+                child.kill()
+                child.wait()
         self._children.clear()

@@ -84,14 +84,9 @@ def _from_slurm(devices_per_node: int, num_nodes: int) -> ClusterEnvironment:
 
 
 def first_host(nodelist: str) -> str:
-    """The first host of a SLURM node list such as ``gpu[03-05,09],cpu1`` → ``gpu03``."""
-    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
-    if match is None:
-        return nodelist
-    prefix, ranges = match.groups()
-    if ranges is None:
-        return prefix
-    return prefix + ranges.split(",")[0].split("-")[0]
+    """The first host of a SLURM node list: ``gpu[03-05,09],cpu1`` → ``gpu03``, ``node[1-2]-ib`` → ``node1-ib``."""
+    first_entry = re.split(r",(?![^\[]*\])", nodelist.strip())[0]
+    return re.sub(r"\[([^,\-\]]+)[^\]]*\]", r"\1", first_entry)
 
 
 def free_port() -> int:

@@ -6,11 +6,13 @@
 Run directly (tribus launches the other rank), under torchrun, or under a faked SLURM environment.
 
 Into OUT_DIR, at the end of fit, every rank R writes ``weights.rank{R}.pt`` and ``metrics.rank{R}.json``
-(callback_metrics, world_size, global_step, its ranks, its pid, and the sample indices it trained on at each
-global step). Every prepare_data call leaves a ``prepare_data.<pid>`` file. Under ddp_spawn the process that
-called ``fit`` also writes ``weights.parent.pt`` and ``metrics.parent.json``: the model it holds after fit.
-``--die-at`` makes rank ``--die-rank`` exit abruptly at that global step (or, with ``--hang``, stall there);
-``--step-seconds`` slows each step and prints ``rank R step S`` so that a test can signal a run mid-training.
+(callback_metrics, world_size, global_step, its ranks, its pid, the checkpoint it resumed from, and the sample
+indices it trained on at each global step). Every prepare_data call leaves a ``prepare_data.<pid>`` file. Under
+ddp_spawn the process that called ``fit`` also writes ``weights.parent.pt`` and ``metrics.parent.json``: what
+it holds after fit. ``--die-at`` makes rank ``--die-rank`` exit abruptly at that global step (or, with
+``--hang``, stall there), after writing ``died.rank{R}.json`` (or ``stalled.rank{R}.json``) with the time and
+its pid. ``--step-seconds`` slows each step and prints ``rank R step S``, so that a test can signal a run
+mid-training.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class Regression(LightningModule):
 
     def training_step(self, batch, batch_idx):
         if self.global_step == self.die_at and self.global_rank == self.die_rank:
+            # When and where it happened, for the test to time the other ranks against.
+            what = "stalled" if self.hang else "died"
+            Path(self.out, f"{what}.rank{self.global_rank}.json").write_text(
+                json.dumps({"time": time.time(), "pid": os.getpid()})
+            )
             if self.hang:
                 time.sleep(3600)  # a rank stalls (a deadlock, a dead filesystem) without dying
             os._exit(17)  # a rank dies without a word, as after an OOM kill
@@ -88,7 +95,7 @@ def write_results(model: LightningModule, trainer: Trainer, out: Path, name: str
     (out / f"metrics.{name}.json").write_text(json.dumps({
         "metrics": metrics, "world_size": trainer.world_size, "global_step": trainer.global_step,
         "global_rank": trainer.global_rank, "local_rank": trainer.local_rank, "node_rank": trainer.node_rank,
-        "pid": os.getpid(), **extra,
+        "pid": os.getpid(), "ckpt_path": trainer.ckpt_path, **extra,
     }))
 
 
