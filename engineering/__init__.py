@@ -14,7 +14,11 @@ from engineering.strategies import SingleDeviceStrategy
 from engineering.trainer import Trainer
 
 # Strategies that import torch.distributed or torch_xla load on first use, not with the package.
-_LAZY = {"DDPStrategy": "engineering.strategies.ddp", "XLAStrategy": "engineering.strategies.xla"}
+_LAZY = {
+    "DDPStrategy": "engineering.strategies.ddp",
+    "FSDPStrategy": "engineering.strategies.fsdp",
+    "XLAStrategy": "engineering.strategies.xla",
+}
 
 
 def __getattr__(name: str):
@@ -29,6 +33,7 @@ __all__ = [
     "Callback",
     "CheckpointError",
     "DDPStrategy",
+    "FSDPStrategy",
     "LRSchedulerConfig",
     "LightningOptimizer",
     "Logger",

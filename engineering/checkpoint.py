@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from engineering.data import stateful_part
 from engineering.logging import MisconfigurationError
 from engineering.model_checkpoint import OnExceptionCheckpoint
 from engineering.strategies.environment import under_slurm
-from research.checkpoint_io import CheckpointError, load_checkpoint, load_weights, save_atomically
+from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomically
 
 __all__ = [
     "CheckpointError", "FORMAT_VERSION", "Preempted", "build_checkpoint", "capture_rng_states", "load_checkpoint",
@@ -54,7 +54,7 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         # Lightning's meaning: the epoch the checkpoint was taken in. Between epochs that is the one just ended.
         "epoch": progress.epoch - 1 if progress.batch_idx == 0 and progress.epoch > 0 else progress.epoch,
         "global_step": progress.global_step,
-        "state_dict": module.state_dict(),
+        "state_dict": trainer.strategy.module_state_dict(module),
         "progress": dataclasses.asdict(progress),
     }
     if module.hparams:
@@ -73,7 +73,7 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
 
     states = ((callback.state_key, callback.state_dict()) for callback in trainer.callbacks)
     checkpoint["callbacks"] = {key: state for key, state in states if state}  # stateless ones left out, as Lightning
-    checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in trainer.optimizers]
+    checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state_dict(optimizer) for optimizer in trainer.optimizers]
     checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
     precision = trainer.strategy.precision
     if precision.state_dict():
@@ -112,7 +112,7 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
         module.on_load_checkpoint(checkpoint)
     if datamodule is not None:
         datamodule.on_load_checkpoint(checkpoint)
-    load_weights(module, checkpoint["state_dict"])
+    trainer.strategy.load_module_state_dict(module, checkpoint["state_dict"])
 
     states = checkpoint.get("callbacks", {})
     for callback in trainer.callbacks:
@@ -121,9 +121,10 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
     precision = trainer.strategy.precision
     if type(precision).__qualname__ in checkpoint:
         precision.load_state_dict(checkpoint[type(precision).__qualname__])
-    _restore_each("optimizer", trainer.optimizers, checkpoint["optimizer_states"], "configure_optimizers returned")
+    _restore_each("optimizer", trainer.optimizers, checkpoint["optimizer_states"], trainer.strategy.load_optimizer_state_dict)
     schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
-    _restore_each("learning-rate scheduler", schedulers, checkpoint.get("lr_schedulers", []), "configure_optimizers returned")
+    _restore_each("learning-rate scheduler", schedulers, checkpoint.get("lr_schedulers", []),
+                  lambda scheduler, state: scheduler.load_state_dict(state))
     stateful = stateful_part(trainer.train_dataloader)
     if stateful is not None and "train_dataloader_state" in checkpoint:
         stateful.load_state_dict(checkpoint["train_dataloader_state"])
@@ -142,15 +143,15 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
         )
 
 
-def _restore_each(kind: str, objects: list[Any], states: list[Any], source: str) -> None:
+def _restore_each(kind: str, objects: list[Any], states: list[Any], load: Callable[[Any, Any], None]) -> None:
     if len(objects) != len(states):
         raise CheckpointError(
-            f"The checkpoint has {len(states)} {kind} state(s), but {source} {len(objects)}. Resume with the "
-            "configure_optimizers that wrote it."
+            f"The checkpoint has {len(states)} {kind} state(s), but configure_optimizers returned {len(objects)}. "
+            "Resume with the configure_optimizers that wrote it."
         )
     for index, (obj, state) in enumerate(zip(objects, states)):
         try:
-            obj.load_state_dict(state)
+            load(obj, state)
         except (ValueError, KeyError, RuntimeError) as error:
             raise CheckpointError(
                 f"The checkpoint's {kind} state #{index} does not fit {type(obj).__name__}: {error}. Resume with the "

@@ -10,7 +10,7 @@ from engineering.precision import create_precision
 from engineering.strategies.environment import ClusterEnvironment, detect
 from engineering.strategies.single import SingleDeviceStrategy
 
-STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "xla")
+STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "xla")
 
 
 def create_strategy(
@@ -42,8 +42,12 @@ def create_strategy(
             strategy = XLAStrategy()
         elif strategy == "single_device" or (strategy == "auto" and processes == 1):
             strategy = SingleDeviceStrategy()
+        elif strategy == "fsdp":
+            from engineering.strategies.fsdp import FSDPStrategy  # torch.distributed is imported only if used
+
+            strategy = FSDPStrategy()
         else:
-            from engineering.strategies.ddp import DDPStrategy  # torch.distributed is imported only if used
+            from engineering.strategies.ddp import DDPStrategy
 
             strategy = DDPStrategy(
                 find_unused_parameters=strategy == "ddp_find_unused_parameters_true",

@@ -14,6 +14,7 @@ from torch import nn
 
 from engineering import events
 from engineering.precision import Precision
+from research.checkpoint_io import load_weights
 
 
 class SingleDeviceStrategy:
@@ -54,6 +55,19 @@ class SingleDeviceStrategy:
     def process_dataloader(self, loader: Any) -> Any:
         """The iterable a loop reads batches from; XLA wraps loaders to move batches in the background."""
         return loader
+
+    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
+        """The weights a checkpoint holds; sharded strategies gather them first."""
+        return module.state_dict()
+
+    def optimizer_state_dict(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        return optimizer.state_dict()
+
+    def load_module_state_dict(self, module: nn.Module, state: dict[str, Any]) -> None:
+        load_weights(module, state)
+
+    def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        optimizer.load_state_dict(state)
 
     def write_checkpoint(self, checkpoint: dict[str, Any], file: Any) -> None:
         """Serialize ``checkpoint`` into an open binary file."""

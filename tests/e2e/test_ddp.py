@@ -626,3 +626,19 @@ def test_when_rank_zero_dies_the_other_rank_exits_within_the_timeout(tmp_path):
     finally:
         for process in processes:
             process.kill_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# FSDP: sharded training, consolidated checkpoints
+# ---------------------------------------------------------------------------------------------
+def test_fsdp_trains_like_one_process_and_writes_a_full_checkpoint(tmp_path, one_process):
+    run = launch("self_launch", tmp_path / "out", "--strategy", "fsdp")
+    (checkpoint_path,) = (run.out / "lightning_logs").glob("version_*/checkpoints/*.ckpt")
+    checkpoint = torch.load(checkpoint_path, weights_only=True)  # plain tensors: no DTensor left in the file
+    single = one_process.weights(0)
+    assert set(checkpoint["state_dict"]) == set(single)
+    for name, value in single.items():
+        assert type(checkpoint["state_dict"][name]) is torch.Tensor
+        assert checkpoint["state_dict"][name].shape == value.shape
+        assert torch.allclose(checkpoint["state_dict"][name], value, atol=1e-6, rtol=0), name
+    assert [json.loads((run.out / f"metrics.rank{rank}.json").read_text())["world_size"] for rank in (0, 1)] == [2, 2]
