@@ -18,6 +18,14 @@ def tiny_loader(samples: int = 64, batch_size: int = 16, seed: int = 0, shuffle:
     return DataLoader(TensorDataset(features, targets), batch_size=batch_size, shuffle=shuffle)
 
 
+def regression_dataset(batches: int, batch_size: int = 4) -> TensorDataset:
+    """6 features → 1 target, scaled so that gradient clipping bites; the same every call."""
+    generator = torch.Generator().manual_seed(1)
+    inputs = 3 * torch.randn(batches * batch_size, 6, generator=generator)
+    targets = torch.randn(batches * batch_size, 1, generator=generator)
+    return TensorDataset(inputs, targets)
+
+
 class TinyModule(LightningModule):
     """Linear(32, 2), cross-entropy, SGD(lr); logs train_loss and val_loss."""
 

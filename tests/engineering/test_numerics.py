@@ -15,16 +15,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Trainer, seed_everything
 from research import LightningModule
+from tests.helpers import regression_dataset
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
 BATCHES = 5  # odd on purpose: with accumulate_grad_batches=2 the last window holds one batch
 
 
 def dataset() -> TensorDataset:
-    generator = torch.Generator().manual_seed(1)
-    inputs = 3 * torch.randn(BATCHES * 4, 6, generator=generator)  # large enough that clipping bites
-    targets = torch.randn(BATCHES * 4, 1, generator=generator)
-    return TensorDataset(inputs, targets)
+    return regression_dataset(BATCHES)
 
 
 def loader() -> DataLoader:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engineering import Trainer
 from engineering.precision import MixedPrecision
 from research import LightningModule
+from tests.helpers import regression_dataset
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
 BATCHES = 3
@@ -27,10 +28,7 @@ INIT_SCALE = 1024.0  # GradScaler's default, 2**16, overflows these fp16 gradien
 
 
 def dataset() -> TensorDataset:
-    generator = torch.Generator().manual_seed(1)
-    inputs = 3 * torch.randn(BATCHES * 4, 6, generator=generator)  # large enough that clipping bites
-    targets = torch.randn(BATCHES * 4, 1, generator=generator)
-    return TensorDataset(inputs, targets)
+    return regression_dataset(BATCHES)
 
 
 def loader() -> DataLoader:
