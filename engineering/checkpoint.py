@@ -275,9 +275,9 @@ def _latest_hpc_checkpoint(trainer: Any) -> Path | None:
     return max(found, key=lambda path: int(_HPC_NAME.match(path.name).group(1))) if found else None
 
 
-def write_requested_checkpoints(trainer: Any) -> None:
-    """Write what ModelCheckpoint decided during the batch or epoch that just completed."""
-    for callback in trainer.checkpoint_callbacks:
+def write_requested_checkpoints(trainer: Any, checkpointers: list[Any]) -> None:
+    """Write what the ModelCheckpoint callbacks decided during the batch or epoch that just completed."""
+    for callback in checkpointers:
         callback.write_requested(trainer)
 
 

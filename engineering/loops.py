@@ -99,7 +99,7 @@ def run_fit(trainer: Any, resumed_rng_states: dict[str, Any] | None = None) -> N
         flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
         progress.epoch += 1
         progress.batch_idx = 0
-        write_requested_checkpoints(trainer)
+        write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)
         if _preemption_agreed(trainer, every=1):
             stop_for_preemption(trainer)
     trainer.emit(events.on_train_end)
@@ -112,6 +112,8 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
     automatic = module.automatic_optimization
     profile = trainer.profiler.profile
     move = batch_mover(trainer)
+    validates = _validates_this_epoch(trainer)
+    checkpointers = trainer.checkpoint_callbacks
     batches = epoch_batches(
         trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx,
         trainer.strategy.process_dataloader,
@@ -120,8 +122,9 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         restore_rng_states(rng_states)
 
     for batch_idx, batch, is_last in batches:
-        with profile("batch_transfer"):
-            batch = move(batch, 0)
+        if move is not _unchanged:
+            with profile("batch_transfer"):
+                batch = move(batch, 0)
         trainer.results.batch = batch
         responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
         if responses and _module_answered(responses, -1):
@@ -150,7 +153,7 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
             flush_logged_metrics(trainer, "step")
 
         stopping = _epoch_must_end(trainer, started)
-        if _validation_due(trainer, batch_idx, is_last, stopping):
+        if validates and _validation_due(trainer, batch_idx, is_last, stopping):
             if window_end:
                 module.on_validation_model_zero_grad()  # free gradient memory during validation
             run_validation_in_fit(trainer)
@@ -159,7 +162,7 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         if window_end:  # after validation: Lightning logs validation at the step it followed
             progress.batches_that_stepped += 1
         if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
-            write_requested_checkpoints(trainer)
+            write_requested_checkpoints(trainer, checkpointers)
             if window_end and _preemption_agreed(trainer, every=_PREEMPTION_POLL_STEPS):  # never mid-window
                 stop_for_preemption(trainer)
         if stopping:
@@ -223,12 +226,16 @@ def _can_stop_early(trainer: Any) -> bool:
     return progress.epoch >= (trainer.min_epochs or 0) and progress.global_step >= (trainer.min_steps or 0)
 
 
-def _validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
+def _validates_this_epoch(trainer: Any) -> bool:
     if not trainer.val_dataloaders_present or trainer.limit_val_batches == 0:
         return False
     every = trainer.check_val_every_n_epoch
-    if every is not None and (trainer.progress.epoch + 1) % every:
-        return False
+    return every is None or (trainer.progress.epoch + 1) % every == 0
+
+
+def _validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
+    """In an epoch that validates: whether validation runs after this batch."""
+    every = trainer.check_val_every_n_epoch
     if stopping:
         return True
     interval = trainer.val_check_batch
