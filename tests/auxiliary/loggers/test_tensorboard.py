@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from auxiliary import Callback, TensorBoardLogger
+from auxiliary import TensorBoardLogger
 from engineering import Trainer
 from tests.helpers import TinyModule, tiny_loader
 
@@ -80,15 +80,10 @@ class Graphable(TinyModule):
         self.example_input_array = torch.zeros(3, 32)
 
 
-class GraphAtFitStart(Callback):
-    def on_fit_start(self, trainer, pl_module):
-        trainer.logger.log_graph(pl_module)
-
-
-def test_log_graph_writes_the_model_graph_from_the_example_input(tmp_path):
+def test_fit_writes_the_model_graph_from_the_example_input(tmp_path):
     logger = TensorBoardLogger(tmp_path, log_graph=True)
-    Trainer(max_epochs=1, limit_train_batches=1, logger=logger, callbacks=[GraphAtFitStart()],
-            default_root_dir=tmp_path, **NO_EXTRAS).fit(Graphable(), tiny_loader())
+    Trainer(max_epochs=1, limit_train_batches=1, logger=logger, default_root_dir=tmp_path,
+            **NO_EXTRAS).fit(Graphable(), tiny_loader())
     graph = read(logger.log_dir).Graph()
     assert any(node.op == "aten::linear" for node in graph.node)
 
