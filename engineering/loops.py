@@ -11,7 +11,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from engineering import events, optim
 from engineering.checkpoint import restore_rng_states, stop_for_preemption, write_requested_checkpoints
 from engineering.data import epoch_batches, with_last_flag
 from engineering.logging import metrics_to_floats
+from engineering.profiler import PassThroughProfiler
 from research import LightningDataModule, LightningModule
 
 
@@ -118,11 +119,14 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx,
         trainer.strategy.process_dataloader,
     )
+    profiling = not isinstance(trainer.profiler, PassThroughProfiler)
+    if profiling:
+        batches = _timed_fetches(batches, profile)
     if rng_states is not None:  # resuming mid-epoch: the random state the checkpoint saw after its last batch
         restore_rng_states(rng_states)
 
     for batch_idx, batch, is_last in batches:
-        if move is not _unchanged:
+        if move is not _unchanged or profiling:  # the no-op transfer is skipped unless it is being timed
             with profile("batch_transfer"):
                 batch = move(batch, 0)
         trainer.results.batch = batch
@@ -157,6 +161,7 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
             if window_end:
                 module.on_validation_model_zero_grad()  # free gradient memory during validation
             run_validation_in_fit(trainer)
+            stopping = stopping or _epoch_must_end(trainer, started)  # e.g. EarlyStopping decided in validation
         if window_end and automatic and trainer.lr_scheduler_configs:  # plateau ones follow what validation logged
             optim.step_schedulers(trainer, "step", batch_idx, plateau=True)
         if window_end:  # after validation: Lightning logs validation at the step it followed
@@ -168,6 +173,16 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         if stopping:
             return is_last
     return True
+
+
+def _timed_fetches(batches: Iterator[Any], profile: Callable[[str], Any]) -> Iterator[Any]:
+    """The same batches, each fetch timed as "data_fetch" (only when a profiler is on: it costs a little)."""
+    while True:
+        with profile("data_fetch"):
+            item = next(batches, None)
+        if item is None:
+            return
+        yield item
 
 
 # With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.

@@ -123,3 +123,15 @@ def test_its_state_goes_into_checkpoints_and_comes_back(tmp_path):
 def test_a_bad_mode_names_the_choices():
     with pytest.raises(MisconfigurationError, match="mode='avg'.*use 'min' or 'max'"):
         EarlyStopping("score", mode="avg")
+
+
+def test_a_stop_decided_by_a_mid_epoch_validation_ends_the_epoch_right_there(tmp_path):
+    class Flat(TinyModule):
+        def validation_step(self, batch, batch_idx):
+            self.log("score", 1.0)
+
+    stopper = EarlyStopping("score", patience=2)
+    trainer = Trainer(max_epochs=5, val_check_interval=2, callbacks=[stopper], default_root_dir=tmp_path, **QUIETER)
+    trainer.fit(Flat(), tiny_loader(samples=16 * 4), tiny_loader(samples=16))
+    # Validations after steps 2, 4 and 6; the third exhausts patience, and no further batch runs (as in Lightning).
+    assert trainer.global_step == 6

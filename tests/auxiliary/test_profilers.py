@@ -43,7 +43,7 @@ def test_the_simple_report_names_a_slow_callback(tmp_path):
     callbacks = sorted((float(row[2]), action) for action, row in rows.items() if action.startswith("[Callback]"))
     assert callbacks[-1][1] == "[Callback]Sleepy.on_train_batch_end"
     assert float(rows["[Callback]Quick.on_train_batch_end"][2]) < 0.01
-    for action in ("training_step", "backward", "optimizer_step", "zero_grad", "batch_transfer", "validation",
+    for action in ("training_step", "backward", "optimizer_step", "zero_grad", "batch_transfer", "data_fetch", "validation",
                    "validation_step", "run_validation_evaluation"):
         assert action in rows, action
 
