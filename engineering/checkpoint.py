@@ -79,6 +79,8 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
     if precision.state_dict():
         checkpoint[type(precision).__qualname__] = precision.state_dict()
     checkpoint["rng_states"] = capture_rng_states()
+    if progress.batch_idx:  # mid-epoch: the epoch's metric aggregates so far
+        checkpoint["epoch_metrics"] = trainer.results.state_dict()
     stateful = stateful_part(trainer.train_dataloader)
     if stateful is not None:
         checkpoint["train_dataloader_state"] = stateful.state_dict()
@@ -129,6 +131,8 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
     if stateful is not None and "train_dataloader_state" in checkpoint:
         stateful.load_state_dict(checkpoint["train_dataloader_state"])
 
+    if "epoch_metrics" in checkpoint:
+        trainer.results.load_state_dict(checkpoint["epoch_metrics"])
     if "progress" in checkpoint:
         known = {field.name for field in dataclasses.fields(trainer.progress)} - {"should_stop", "stop_reason"}
         for name, value in checkpoint["progress"].items():

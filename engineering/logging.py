@@ -33,6 +33,9 @@ _REDUCTION_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", 
 _FOLD_EVERY = 1024
 
 
+_METRIC_STATE = ("reduce", "on_step", "on_epoch", "prog_bar", "logger", "sync_dist", "total", "weight")
+
+
 class MisconfigurationError(ValueError):
     """A Trainer, module or hook was configured in a way that cannot work; the message says the fix."""
 
@@ -167,6 +170,17 @@ class Results:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
         for name, metric in self._epoch_metrics.get(stage, {}).items():
             self._publish_epoch_value(name, metric)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training epoch's running aggregates, so a run resumed mid-epoch reduces over the whole epoch."""
+        state = {}
+        for name, metric in self._epoch_metrics.get("train", {}).items():
+            metric.compute()  # folds what is pending into total and weight
+            state[name] = {field: getattr(metric, field) for field in _METRIC_STATE}
+        return {"train": state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._epoch_metrics["train"] = {name: _Metric(**values) for name, values in state.get("train", {}).items()}
 
     def epoch_keys(self, stage: str) -> list[str]:
         """The callback_metrics keys holding ``stage``'s epoch values."""

@@ -85,7 +85,8 @@ def run_fit(trainer: Any, resumed_rng_states: dict[str, Any] | None = None) -> N
         if rng_states is not None and progress.batch_idx == 0:
             restore_rng_states(rng_states)
             rng_states = None
-        trainer.results.start_epoch("train")
+        if progress.batch_idx == 0:  # a run resumed mid-epoch keeps the aggregates its checkpoint restored
+            trainer.results.start_epoch("train")
         trainer.results.stage = "train"
         trainer.emit(events.on_train_epoch_start)
         ran_last_batch = _run_training_epoch(trainer, module, started, rng_states)
