@@ -7,6 +7,9 @@ READY  := $(VENV)/.ready
 XLA_VENV  := .venv-xla
 XLA_READY := $(XLA_VENV)/.ready
 
+BENCH_VENV  := .venv-bench
+BENCH_READY := $(BENCH_VENV)/.ready
+
 .PHONY: train test test-slow test-xla test-all bench clean
 
 $(READY): pyproject.toml constraints.txt
@@ -40,8 +43,16 @@ test-xla: $(XLA_READY)
 test-all: $(READY)
 	$(PYTHON) -m pytest -q
 
-bench: $(READY)
-	$(PYTHON) bench/overhead.py
+# The benchmark lane (never part of `make test`): Lightning 2.6.6 lives only here, in its own venv.
+$(BENCH_READY): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 \
+		lightning==2.6.6 blinker tqdm psutil tensorboard pyyaml
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(BENCH_READY)
+
+bench: $(BENCH_READY)
+	$(BENCH_VENV)/bin/python bench/suite.py
 
 clean:
-	rm -rf $(VENV) $(XLA_VENV) build *.egg-info
+	rm -rf $(VENV) $(XLA_VENV) $(BENCH_VENV) build *.egg-info
