@@ -116,7 +116,11 @@ class Event(NamedSignal):
         # Resolving weak references once per connect, not once per send, is what makes sends cheap.
         # The cached tuple holds strong references only until the next connect or disconnect,
         # which every Trainer run does in its `finally`.
-        route = (weakref.ref(sender), tuple(self.receivers_for(sender)))
+        receivers = tuple(self.receivers_for(sender))
+        try:
+            route = (weakref.ref(sender), receivers)
+        except TypeError:  # None, ints, strings: valid blinker senders that cannot be cached by identity
+            return (lambda: sender, receivers)
         self._routes[id(sender)] = route
         return route
 
@@ -258,9 +262,6 @@ class Callback:
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None: ...
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None: ...
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None: ...
-
-
-Connection = tuple[Event, Callable[..., Any]]
 
 
 def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:

@@ -205,10 +205,16 @@ def _module_answered(responses: list[tuple[Any, Any]], answer: Any) -> bool:
     return any(response == answer for receiver, response in responses if getattr(receiver, "is_module_hook", False))
 
 
+def _reached_max_steps(trainer: Any) -> bool:
+    if trainer.max_steps != -1 and trainer.progress.global_step >= trainer.max_steps:
+        trainer.progress.stop_reason = "max_steps"
+        return True
+    return False
+
+
 def _epoch_must_end(trainer: Any, started: float) -> bool:
     progress = trainer.progress
-    if trainer.max_steps != -1 and progress.global_step >= trainer.max_steps:
-        progress.stop_reason = "max_steps"
+    if _reached_max_steps(trainer):
         return True
     if trainer.max_time is not None and time.monotonic() - started >= trainer.max_time:
         progress.should_stop, progress.stop_reason = True, "max_time"
@@ -219,8 +225,7 @@ def _epoch_must_end(trainer: Any, started: float) -> bool:
 def _fit_done(trainer: Any) -> bool:
     """Checked before every epoch: limits reached, or a stop request that min_epochs/min_steps allow."""
     progress = trainer.progress
-    if trainer.max_steps != -1 and progress.global_step >= trainer.max_steps:
-        progress.stop_reason = "max_steps"
+    if _reached_max_steps(trainer):
         return True
     if trainer.max_epochs != -1 and progress.epoch >= trainer.max_epochs:
         progress.stop_reason = progress.stop_reason or "max_epochs"

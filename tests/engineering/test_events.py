@@ -255,3 +255,18 @@ def test_on_train_batch_end_outputs_are_lightnings_loss_dict(tmp_path):
         assert isinstance(outputs, dict) and set(outputs) == {"loss"}
         assert torch.equal(outputs["loss"], loss.detach())
         assert not outputs["loss"].requires_grad
+
+
+def test_an_event_can_be_sent_from_a_sender_that_cannot_be_weakly_referenced():
+    heard = []
+
+    def receiver(sender, **payload):
+        heard.append((sender, payload))
+
+    events.on_fit_start.connect(receiver)
+    try:
+        events.on_fit_start.send(None, value=1)
+        events.on_fit_start.send(None, value=2)
+    finally:
+        events.on_fit_start.disconnect(receiver)
+    assert heard == [(None, {"value": 1}), (None, {"value": 2})]
