@@ -11,20 +11,26 @@ from typing import Any
 
 import torch
 
-# Logging defaults per hook, as in Lightning: (on_step, on_epoch).
-_TRAIN_STEP_HOOKS = {
+# Logging defaults per hook, as in Lightning: hook → (on_step, on_epoch, whether on_step is allowed).
+_TRAIN_STEP_HOOKS = (
     "training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
     "on_before_optimizer_step", "on_before_zero_grad", "backward", "optimizer_step", "optimizer_zero_grad",
     "configure_gradient_clipping", "lr_scheduler_step",
-}
-_EPOCH_HOOKS = {"on_train_start", "on_train_epoch_start", "on_train_epoch_end"}
-_EVAL_STEP_HOOKS = {
+)
+_EPOCH_HOOKS = ("on_train_start", "on_train_epoch_start", "on_train_epoch_end")
+_EVAL_STEP_HOOKS = tuple(
     f"{prefix}{stage}{suffix}"
     for stage in ("validation", "test")
     for prefix, suffix in (("", "_step"), ("on_", "_batch_start"), ("on_", "_batch_end"))
-}
-_EVAL_EPOCH_HOOKS = {
+)
+_EVAL_EPOCH_HOOKS = tuple(
     f"on_{stage}_{when}" for stage in ("validation", "test") for when in ("start", "epoch_start", "epoch_end")
+)
+_LOG_DEFAULTS = {
+    **dict.fromkeys(_TRAIN_STEP_HOOKS, (True, False, True)),
+    **dict.fromkeys(_EPOCH_HOOKS, (False, True, False)),
+    **dict.fromkeys(_EVAL_STEP_HOOKS, (False, True, True)),
+    **dict.fromkeys(_EVAL_EPOCH_HOOKS, (False, True, False)),
 }
 _REDUCTIONS = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCTION_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
@@ -124,7 +130,13 @@ class Results:
         rank_zero_only: bool = False,
     ) -> None:
         hook = self.hook
-        default_on_step, default_on_epoch, step_allowed = self._defaults(name, hook)
+        defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
+        if defaults is None:
+            raise MisconfigurationError(
+                f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
+                "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
+            )
+        default_on_step, default_on_epoch, step_allowed = defaults
         on_step = default_on_step if on_step is None else on_step
         on_epoch = default_on_epoch if on_epoch is None else on_epoch
         if on_step and not step_allowed:
@@ -231,22 +243,6 @@ class Results:
         size = _infer_batch_size(batch)
         self._batch_size_of = (id(batch), size)
         return size
-
-    @staticmethod
-    def _defaults(name: str, hook: str | None) -> tuple[bool, bool, bool]:
-        """(on_step, on_epoch, whether on_step is allowed) for a log call made in ``hook``."""
-        if hook in _TRAIN_STEP_HOOKS:
-            return True, False, True
-        if hook in _EPOCH_HOOKS:
-            return False, True, False
-        if hook in _EVAL_STEP_HOOKS:
-            return False, True, True
-        if hook in _EVAL_EPOCH_HOOKS:
-            return False, True, False
-        raise MisconfigurationError(
-            f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
-            "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
-        )
 
 
 def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:

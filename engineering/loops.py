@@ -1,6 +1,6 @@
 """The loops: fit, evaluation (validate/test/sanity check) and predict, each a plain function.
 
-Read ``run_fit`` top to bottom to follow one training step; ``optim.automatic_step`` holds the
+Read ``run_fit`` top to bottom to follow one training step; ``optim.AutomaticStep`` holds the
 optimizer step and ``strategies/single.py`` the backward. Every event goes through ``trainer.emit``,
 which calls the callbacks' hook, then the module's hook of the same name.
 """
@@ -53,8 +53,9 @@ def run_fit(trainer: Any, resumed_rng_states: dict[str, Any] | None = None) -> N
                                                           skipped without being read):
                 batch → device                     on_before_batch_transfer, transfer_batch_to_device, …
                 on_train_batch_start               the module returning -1 ends the epoch
-                automatic optimization             optim.automatic_step: training_step, zero_grad,
-                                                   backward, clip, optimizer step
+                automatic optimization             optim.AutomaticStep: training_step, zero_grad,
+                                                   backward, clip, optimizer step (once per time split
+                                                   with truncated_bptt_steps: optim.train_through_time)
                 or manual: training_step           the module steps its own optimizers
                 on_train_batch_end
                 step-interval schedulers; metrics to loggers every log_every_n_steps
@@ -120,6 +121,9 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed, progress.batch_idx,
         trainer.strategy.process_dataloader,
     )
+    training_step = step_function(trainer, "training_step", trainer.strategy.training_step_callable())
+    automatic_step = optim.AutomaticStep(trainer, module, training_step) if automatic else None
+    through_time = automatic and module.truncated_bptt_steps > 0
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     if profiling:
         batches = _timed_fetches(batches, profile)
@@ -131,15 +135,17 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
             with profile("batch_transfer"):
                 batch = move(batch, 0)
         trainer.results.batch = batch
-        responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
-        if responses and _module_answered(responses, -1):
-            return False
+        if events.on_train_batch_start.receivers:  # an event nobody listens to costs not even a call
+            responses = trainer.emit(events.on_train_batch_start, batch=batch, batch_idx=batch_idx)
+            if _module_answered(responses, -1):
+                return False
 
         if automatic:
             window_end = (batch_idx + 1) % accumulate == 0 or is_last
-            outputs = optim.automatic_step(
-                trainer, module, batch, batch_idx, window_start=batch_idx % accumulate == 0, window_end=window_end
-            )
+            if through_time:
+                outputs = optim.train_through_time(automatic_step, module, batch, batch_idx)
+            else:
+                outputs = automatic_step(batch, batch_idx, batch_idx % accumulate == 0, window_end)
             if trainer.lr_scheduler_configs:  # non-plateau schedulers step right after the optimizer
                 if window_end:
                     optim.step_schedulers(trainer, "step", batch_idx, plateau=False)
@@ -148,13 +154,14 @@ def _run_training_epoch(trainer: Any, module: Any, started: float, rng_states: d
         else:
             window_end = True
             trainer.results.hook = "training_step"
-            with profile("training_step"), trainer.strategy.precision.forward_context():
-                outputs = optim.manual_outputs(module.training_step(batch, batch_idx))
+            outputs = training_step(batch, batch_idx)
 
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
-        trainer.emit(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
-        if (progress.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop:
+        if events.on_train_batch_end.receivers:  # only then are the outputs detached and copied for it
+            outputs = optim.batch_end_outputs(outputs, automatic, accumulate)
+            trainer.emit(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
+        if (progress.batches_that_stepped + 1) % trainer.log_every_n_steps == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 
         stopping = _epoch_must_end(trainer, started)
@@ -193,7 +200,7 @@ _PREEMPTION_POLL_STEPS = 8
 def _preemption_agreed(trainer: Any, every: int) -> bool:
     """Whether to stop for a preemption signal now; with several ranks all decide together, or they deadlock."""
     received = trainer.received_signal is not None
-    if trainer.world_size == 1:
+    if trainer.strategy.world_size == 1:
         return received
     if trainer.progress.global_step % every:
         return False
@@ -312,6 +319,12 @@ def batch_mover(trainer: Any) -> Callable[[Any, int], Any]:
     return move
 
 
+def step_function(trainer: Any, action: str, step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` under the precision's forward context, timed as ``action`` by the profiler. Where neither
+    applies (full precision, no profiler), ``step`` itself: the loops call it with no wrapper in between."""
+    return trainer.profiler.timed(action, trainer.strategy.precision.wrap_step(step))
+
+
 def _unchanged(batch: Any, dataloader_idx: int) -> Any:
     return batch
 
@@ -361,8 +374,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[fl
     """
     module = trainer.lightning_module
     hooks = _STAGE_EVENTS[stage]
-    step = module.validation_step if stage == "validation" else module.test_step
     step_name = f"{stage}_step"
+    step = step_function(trainer, step_name, getattr(module, step_name))
     several = len(loaders) > 1
     results = trainer.results
     getattr(module, f"on_{stage}_model_eval")()
@@ -379,8 +392,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list[Any], limits: list[fl
                 results.batch = batch
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
                 results.hook = step_name
-                with trainer.profiler.profile(step_name), trainer.strategy.precision.forward_context():
-                    outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
                 trainer.emit(
                     hooks["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx
                 )
@@ -422,17 +434,14 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     trainer.emit(hooks["start"])
     trainer.emit(hooks["epoch_start"])
     predictions: list[list[Any]] = [[] for _ in loaders]
+    step = step_function(trainer, "predict_step", module.predict_step)
     move = batch_mover(trainer)
     with _no_grad(trainer):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
                 batch = move(batch, dataloader_idx)
                 trainer.emit(hooks["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                with trainer.profiler.profile("predict_step"), trainer.strategy.precision.forward_context():
-                    if several:
-                        outputs = module.predict_step(batch, batch_idx, dataloader_idx)
-                    else:
-                        outputs = module.predict_step(batch, batch_idx)
+                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
                 if keep:
                     predictions[dataloader_idx].append(outputs)
                 trainer.emit(

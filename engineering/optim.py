@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,14 +63,17 @@ class LightningOptimizer:
         """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step."""
         trainer = self._trainer()
         module = trainer.lightning_module
+        automatic = module.automatic_optimization
+        # The default hook clips only when gradient_clip_val is set: without either, skip the call.
+        clips = automatic and (trainer.gradient_clip_val or _overrides_clipping(type(module)))
 
         def closure_then_clip() -> Any:
             loss = closure() if closure is not None else None
-            if loss is not None or not module.automatic_optimization:  # a backward ran: hooks see true gradients
+            if loss is not None or not automatic:  # a backward ran: hooks see true gradients
                 trainer.strategy.precision.unscale_gradients(self._optimizer)
-            trainer.emit(events.on_before_optimizer_step, optimizer=self._optimizer)
-            # The default hook clips only when gradient_clip_val is set: without either, skip the call.
-            if module.automatic_optimization and (trainer.gradient_clip_val or _clips_its_own_way(module)):
+            if events.on_before_optimizer_step.receivers:  # an event nobody listens to costs not even a call
+                trainer.emit(events.on_before_optimizer_step, optimizer=self._optimizer)
+            if clips:
                 module.configure_gradient_clipping(
                     self._optimizer, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
                 )
@@ -78,10 +82,6 @@ class LightningOptimizer:
         result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
         trainer.progress.global_step += 1
         return result
-
-
-def _clips_its_own_way(module: Any) -> bool:
-    return _overrides_clipping(type(module))
 
 
 @functools.cache
@@ -176,11 +176,13 @@ def loss_from(outputs: Any) -> torch.Tensor | None:
     """The loss in what training_step returned: a tensor, a dict with 'loss', or None (skip)."""
     if outputs is None:
         return None
-    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-    if isinstance(outputs, Mapping) and "loss" not in outputs:
-        raise MisconfigurationError(
-            f"training_step returned a dict without 'loss' (keys: {sorted(outputs)}). Put the loss under 'loss'."
-        )
+    loss = outputs
+    if not isinstance(loss, torch.Tensor) and isinstance(outputs, Mapping):
+        if "loss" not in outputs:
+            raise MisconfigurationError(
+                f"training_step returned a dict without 'loss' (keys: {sorted(outputs)}). Put the loss under 'loss'."
+            )
+        loss = outputs["loss"]
     if not isinstance(loss, torch.Tensor):
         raise MisconfigurationError(
             f"training_step returned {type(loss).__name__}; return the loss tensor, a dict with 'loss', or None."
@@ -192,57 +194,124 @@ def loss_from(outputs: Any) -> torch.Tensor | None:
     return loss
 
 
-def automatic_step(trainer: Any, module: Any, batch: Any, batch_idx: int, window_start: bool, window_end: bool) -> Any:
+class AutomaticStep:
     """One batch of automatic optimization, in Lightning's order.
 
     training_step → (first batch of the window) on_before_zero_grad, optimizer_zero_grad →
     backward(loss / accumulate_grad_batches) → (last batch of the window) optimizer_step, which runs
     the above as its closure, then on_before_optimizer_step → clipping → the step itself.
+
+    Built once per epoch, so that what cannot change between batches (the optimizer, the step functions
+    with their profiling and precision context) is looked up once, not on every batch.
     """
-    optimizer = trainer.lightning_optimizers[0]
-    accumulate = trainer.accumulate_grad_batches
-    epoch = trainer.progress.epoch
-    ran: list[Any] = []
 
-    strategy = trainer.strategy
+    def __init__(self, trainer: Any, module: Any, training_step: Callable[..., Any]) -> None:
+        profiler = trainer.profiler
+        self.trainer = trainer
+        self.optimizer = trainer.lightning_optimizers[0]
+        self.accumulate = trainer.accumulate_grad_batches
+        self.training_step = training_step
+        self.zero_grad = profiler.timed("zero_grad", module.optimizer_zero_grad)
+        self.backward = profiler.timed("backward", trainer.strategy.backward)
+        self.optimizer_step = profiler.timed("optimizer_step", module.optimizer_step)
+        self.block_gradient_sync = trainer.strategy.block_gradient_sync
 
-    def closure() -> torch.Tensor | None:
-        trainer.results.hook = "training_step"
-        with trainer.profiler.profile("training_step"), strategy.precision.forward_context():
-            outputs = strategy.training_step(batch, batch_idx)
-        loss = loss_from(outputs)
-        ran.append((outputs, loss))
-        if window_start:
-            trainer.emit(events.on_before_zero_grad, optimizer=optimizer.optimizer)
-            with trainer.profiler.profile("zero_grad"):
-                module.optimizer_zero_grad(epoch, batch_idx, optimizer)
-        if loss is not None:
-            with trainer.profiler.profile("backward"):
-                strategy.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
-        return loss
+    def __call__(self, batch: Any, batch_idx: int, window_start: bool, window_end: bool, *step_args: Any) -> Any:
+        """Run the batch; return what training_step returned. ``step_args`` follow batch and batch_idx in the
+        call to training_step (the hidden state, in truncated backpropagation through time)."""
+        trainer, optimizer, accumulate = self.trainer, self.optimizer, self.accumulate
+        epoch = trainer.progress.epoch
+        ran: list[Any] = []
 
-    if not window_end:
-        with strategy.block_gradient_sync():
-            closure()
-    else:
-        with trainer.profiler.profile("optimizer_step"):
-            module.optimizer_step(epoch, batch_idx, optimizer, closure)
-        if not ran:
+        def closure() -> torch.Tensor | None:
+            trainer.results.hook = "training_step"
+            outputs = self.training_step(batch, batch_idx, *step_args)
+            loss = loss_from(outputs)
+            ran.append(outputs)
+            if window_start:
+                if events.on_before_zero_grad.receivers:  # an event nobody listens to costs not even a call
+                    trainer.emit(events.on_before_zero_grad, optimizer=optimizer.optimizer)
+                self.zero_grad(epoch, batch_idx, optimizer)
+            if loss is not None:
+                self.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
+            return loss
+
+        if not window_end:
+            with self.block_gradient_sync():
+                closure()
+        else:
+            trainer.results.hook = "optimizer_step"  # self.log may be called there, before the closure runs
+            self.optimizer_step(epoch, batch_idx, optimizer, closure)
+            if not ran:
+                raise MisconfigurationError(
+                    "optimizer_step was overridden without running the closure. Call "
+                    "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
+                )
+        return ran[-1]
+
+
+def train_through_time(step: AutomaticStep, module: Any, batch: Any, batch_idx: int) -> list[Any]:
+    """Truncated backpropagation through time: split the batch along time with ``module.tbptt_split_batch``, and
+    take one optimizer step per split. Each split's training_step gets the hidden state the previous one
+    returned (None for the first), detached, so gradients stop at the split boundary."""
+    hiddens = None
+    outputs = []
+    for split in module.tbptt_split_batch(batch, module.truncated_bptt_steps):
+        split_outputs = step(split, batch_idx, True, True, hiddens)
+        if not isinstance(split_outputs, Mapping) or "hiddens" not in split_outputs:
             raise MisconfigurationError(
-                "optimizer_step was overridden without running the closure. Call "
-                "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
+                "With truncated_bptt_steps set, training_step must return a dict with the hidden state for the "
+                "next split: `return {'loss': loss, 'hiddens': hiddens}` (hiddens may be None)."
             )
-    outputs, loss = ran[-1]
-    if not events.on_train_batch_end.receivers:
-        return None  # nobody will read the outputs: skip building them
-    return _batch_outputs(outputs, loss, accumulate)
+        hiddens = _detached(split_outputs["hiddens"])
+        outputs.append(split_outputs)
+    return outputs
 
 
-def _batch_outputs(outputs: Any, loss: torch.Tensor | None, accumulate: int) -> dict[str, Any]:
-    """What on_train_batch_end receives, as in Lightning: ``{"loss": detached loss / accumulate, **extras}``."""
+def check_truncated_bptt(module: Any, accumulate_grad_batches: int) -> None:
+    """Fail at fit start, not mid-epoch, when truncated_bptt_steps cannot work as configured."""
+    steps = module.truncated_bptt_steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise MisconfigurationError(f"truncated_bptt_steps={steps!r}; set it to a positive int (0 turns it off).")
+    if not module.automatic_optimization:
+        raise MisconfigurationError(
+            "truncated_bptt_steps needs automatic optimization. In manual optimization, split the batch in "
+            "training_step yourself and step the optimizer once per split."
+        )
+    if accumulate_grad_batches > 1:
+        raise MisconfigurationError(
+            f"truncated_bptt_steps steps the optimizer once per time split, so accumulate_grad_batches="
+            f"{accumulate_grad_batches} cannot apply. Remove one of the two."
+        )
+    if len(inspect.signature(module.training_step).parameters) < 3:
+        raise MisconfigurationError(
+            "With truncated_bptt_steps set, training_step receives the hidden state of the previous split: "
+            "define `def training_step(self, batch, batch_idx, hiddens)`."
+        )
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, Mapping):
+        return type(value)({key: _detached(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(item) for item in value)
+    return value
+
+
+def batch_end_outputs(step_outputs: Any, automatic: bool, accumulate: int) -> Any:
+    """What on_train_batch_end receives, as in Lightning. Automatic optimization: ``{"loss": detached loss /
+    accumulate_grad_batches, **the other keys}``; manual: the step's return, detached, as a dict. Under truncated
+    backpropagation through time, a list with one such dict per split."""
+    if isinstance(step_outputs, list):
+        return [batch_end_outputs(outputs, automatic, accumulate) for outputs in step_outputs]
+    if not automatic:
+        return manual_outputs(step_outputs)
+    loss = loss_from(step_outputs)
     if loss is None:
         return {}
-    extras = {key: value for key, value in outputs.items() if key != "loss"} if isinstance(outputs, Mapping) else {}
+    extras = {k: v for k, v in step_outputs.items() if k != "loss"} if isinstance(step_outputs, Mapping) else {}
     return {"loss": (loss / accumulate if accumulate > 1 else loss).detach().clone(), **extras}
 
 

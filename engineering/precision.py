@@ -39,6 +39,7 @@ class Precision:
 
     name = "32-true"
     casts_input = False  # whether convert_input changes batches
+    has_forward_context = False  # whether forward_context() does anything
     _no_context = contextlib.nullcontext()
 
     def convert_module(self, module: nn.Module) -> nn.Module:
@@ -49,6 +50,17 @@ class Precision:
 
     def forward_context(self) -> contextlib.AbstractContextManager:
         return self._no_context
+
+    def wrap_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        """``step`` run under ``forward_context()``; where that does nothing, ``step`` itself (no cost per call)."""
+        if not self.has_forward_context:
+            return step
+
+        def in_forward_context(*args: Any) -> Any:
+            with self.forward_context():
+                return step(*args)
+
+        return in_forward_context
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return loss
@@ -68,6 +80,7 @@ class TruePrecision(Precision):
     """Parameters and floating inputs cast to one dtype: 64-true, 16-true, bf16-true."""
 
     casts_input = True
+    has_forward_context = True
 
     def __init__(self, name: str, dtype: torch.dtype) -> None:
         self.name = name
@@ -85,6 +98,8 @@ class TruePrecision(Precision):
 
 class MixedPrecision(Precision):
     """Autocast forward; with fp16 on CUDA a GradScaler scales the loss and skips inf/nan steps."""
+
+    has_forward_context = True
 
     def __init__(self, name: str, device_type: str, dtype: torch.dtype,
                  scaler: torch.amp.GradScaler | None = None) -> None:

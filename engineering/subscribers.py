@@ -54,10 +54,10 @@ def connect(trainer: Any, model: LightningModule) -> Connections:
 
     def for_callback(callback: Callback, event: events.Event, hook: Any) -> Any:
         name = f"[Callback]{type(callback).__qualname__}.{event.name}"
-        return profiler.wrap_receiver(name, callback_receiver(event, hook))
+        return profiler.timed(name, callback_receiver(event, hook))
 
     def for_module(event: events.Event, hook: Any) -> Any:
-        receiver = profiler.wrap_receiver(f"[LightningModule]{event.name}", module_receiver(event, hook))
+        receiver = profiler.timed(f"[LightningModule]{event.name}", module_receiver(event, hook))
         receiver.is_module_hook = True  # only the module's answer counts, e.g. -1 from on_train_batch_start
         return receiver
 

@@ -536,6 +536,8 @@ class Trainer:
                 "gradient_clip_val does not apply in manual optimization. Remove it and call "
                 "self.clip_gradients(optimizer, gradient_clip_val=...) in training_step."
             )
+        if model.truncated_bptt_steps:
+            optim.check_truncated_bptt(model, self.accumulate_grad_batches)
         self.optimizers = optimizers
         self.lightning_optimizers = [optim.LightningOptimizer(optimizer, self) for optimizer in optimizers]
         self.lr_scheduler_configs = schedulers

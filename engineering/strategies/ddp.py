@@ -212,8 +212,8 @@ class DDPStrategy(SingleDeviceStrategy):
         )
         return module
 
-    def training_step(self, *args: Any) -> Any:
-        return self.model(*args)
+    def training_step_callable(self) -> Callable[..., Any]:
+        return self.model  # the wrapper's forward runs training_step, so DDP sees the real forward pass
 
     def block_gradient_sync(self) -> contextlib.AbstractContextManager:
         """Inside an accumulation window only the last backward all-reduces."""

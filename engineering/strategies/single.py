@@ -74,9 +74,9 @@ class SingleDeviceStrategy:
         torch.save(checkpoint, file)
 
     # -- one optimization step ------------------------------------------------------------------
-    def training_step(self, *args: Any) -> Any:
-        """Run the module's training_step; distributed strategies route it through their wrapper."""
-        return self.trainer.lightning_module.training_step(*args)
+    def training_step_callable(self) -> Callable[..., Any]:
+        """What runs training_step: the module's own method; distributed strategies route it through their wrapper."""
+        return self.trainer.lightning_module.training_step
 
     def block_gradient_sync(self) -> contextlib.AbstractContextManager:
         """Inside an accumulation window: skip the gradient all-reduce (a no-op for one process)."""
@@ -86,9 +86,11 @@ class SingleDeviceStrategy:
         """Scale the loss (mixed precision) → on_before_backward → module.backward → on_after_backward."""
         trainer = self.trainer
         loss = self.precision.scale_loss(loss)  # hooks see the loss backward really gets, as in Lightning
-        trainer.emit(events.on_before_backward, loss=loss)
+        if events.on_before_backward.receivers:  # an event nobody listens to costs nothing, not even a call
+            trainer.emit(events.on_before_backward, loss=loss)
         trainer.lightning_module.backward(loss, *args, **kwargs)
-        trainer.emit(events.on_after_backward)
+        if events.on_after_backward.receivers:
+            trainer.emit(events.on_after_backward)
 
     def clip_gradients(
         self, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Callback, Logger, MisconfigurationError, Trainer
+from tests.helpers import TinyModule, tiny_loader
 from research import LightningModule
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
@@ -468,3 +469,16 @@ def test_validate_prints_a_table_when_verbose(tmp_path, capsys):
     Trainer(default_root_dir=tmp_path, **QUIET).validate(Logs(on_val=lambda m, x: m.log("val_mean", x.mean())), loader())
     out = capsys.readouterr().out
     assert "val_mean" in out and "4.5" in out
+
+
+def test_logging_in_an_overridden_optimizer_step_is_per_step(tmp_path):
+    class LogsInOptimizerStep(TinyModule):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure):
+            self.log("before_closure", float(batch_idx))
+            optimizer.step(closure=optimizer_closure)
+
+    module = LogsInOptimizerStep()
+    trainer = Trainer(**QUIET, default_root_dir=tmp_path, max_epochs=2, limit_train_batches=3, limit_val_batches=1)
+    trainer.fit(module, tiny_loader(), tiny_loader())  # the second epoch follows a validation
+    assert trainer.callback_metrics["before_closure"] == 2.0
+    assert "before_closure_epoch" not in trainer.callback_metrics

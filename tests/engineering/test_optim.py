@@ -354,3 +354,105 @@ def test_manual_backward_under_automatic_optimization_is_refused(tmp_path):
 
     with pytest.raises(RuntimeError, match="automatic_optimization = False"):
         trainer(tmp_path).fit(Mixed(sgd), loader())
+
+
+# ---------------------------------------------------------------------------------------------
+# Truncated backpropagation through time
+# ---------------------------------------------------------------------------------------------
+def sequences(count: int = 6, length: int = 10) -> TensorDataset:
+    generator = torch.Generator().manual_seed(3)
+    inputs = torch.randn(count, length, 2, generator=generator)
+    return TensorDataset(inputs, inputs.cumsum(dim=1)[..., :1])  # target: running sum of the first feature
+
+
+class Recurrent(LightningModule):
+    """A GRU trained with truncated BPTT; records what each split saw."""
+
+    def __init__(self, steps: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(2, 5, batch_first=True)
+        self.head = nn.Linear(5, 1)
+        self.truncated_bptt_steps = steps
+        self.seen: list[tuple[int, int, bool]] = []  # (batch_idx, split length, hiddens given)
+        self.batch_end_outputs: list = []
+
+    def training_step(self, batch, batch_idx, hiddens):
+        x, y = batch
+        if hiddens is not None:
+            assert not hiddens.requires_grad, "hiddens must arrive detached"
+        self.seen.append((batch_idx, x.shape[1], hiddens is not None))
+        out, hiddens = self.rnn(x, hiddens)
+        loss = F.mse_loss(self.head(out), y)
+        self.log("train_loss", loss)
+        return {"loss": loss, "hiddens": hiddens}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.batch_end_outputs.append(outputs)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_truncated_bptt_matches_a_hand_written_loop(tmp_path):
+    data = DataLoader(sequences(), batch_size=3)
+    module = Recurrent(steps=4)
+    trainer(tmp_path, max_epochs=2).fit(module, data)
+
+    torch.manual_seed(0)
+    rnn, head = nn.GRU(2, 5, batch_first=True), nn.Linear(5, 1)
+    optimizer = torch.optim.SGD([*rnn.parameters(), *head.parameters()], lr=0.1)
+    for _ in range(2):
+        for x, y in data:
+            hiddens = None
+            for start in range(0, x.shape[1], 4):
+                optimizer.zero_grad()
+                out, hiddens = rnn(x[:, start:start + 4], hiddens)
+                F.mse_loss(head(out), y[:, start:start + 4]).backward()
+                optimizer.step()
+                hiddens = hiddens.detach()
+
+    assert torch.equal(module.rnn.weight_hh_l0, rnn.weight_hh_l0)
+    assert torch.equal(module.head.weight, head.weight)
+    assert module.trainer.global_step == 2 * 2 * 3  # epochs × batches × splits (10 steps → 4 + 4 + 2)
+    assert module.seen[:3] == [(0, 4, False), (0, 4, True), (0, 2, True)]
+    first = module.batch_end_outputs[0]
+    assert [sorted(split) for split in first] == [["hiddens", "loss"]] * 3
+    assert not first[0]["loss"].requires_grad
+
+
+def test_tbptt_split_batch_can_be_overridden(tmp_path):
+    class Halves(Recurrent):
+        def tbptt_split_batch(self, batch, split_size):
+            x, y = batch
+            return [(x[:, :5], y[:, :5]), (x[:, 5:], y[:, 5:])]
+
+    module = Halves(steps=4)
+    trainer(tmp_path).fit(module, DataLoader(sequences(count=3), batch_size=3))
+    assert module.seen == [(0, 5, False), (0, 5, True)]
+
+
+def test_tbptt_without_hiddens_in_the_output_is_a_clear_error(tmp_path):
+    class Forgetful(Recurrent):
+        def training_step(self, batch, batch_idx, hiddens):
+            return super().training_step(batch, batch_idx, hiddens)["loss"]
+
+    with pytest.raises(MisconfigurationError, match="'hiddens': hiddens"):
+        trainer(tmp_path).fit(Forgetful(), DataLoader(sequences(), batch_size=3))
+
+
+@pytest.mark.parametrize("problem", ["accumulate", "manual", "signature", "negative"])
+def test_tbptt_misconfigurations_fail_at_fit_start(tmp_path, problem):
+    flags = {"accumulate_grad_batches": 2} if problem == "accumulate" else {}
+    module = Recurrent()
+    if problem == "manual":
+        module.automatic_optimization = False
+    if problem == "negative":
+        module.truncated_bptt_steps = -1
+    if problem == "signature":
+        module.training_step = lambda batch, batch_idx: None
+    expected = {"accumulate": "accumulate_grad_batches=2", "manual": "automatic optimization",
+                "signature": "def training_step\\(self, batch, batch_idx, hiddens\\)", "negative": "positive int"}
+    with pytest.raises(MisconfigurationError, match=expected[problem]):
+        trainer(tmp_path, **flags).fit(module, DataLoader(sequences(), batch_size=3))
+    assert module.seen == []
