@@ -37,6 +37,7 @@ class LightningOptimizer:
     def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any) -> None:
         self._optimizer = optimizer
         self._trainer = weakref.ref(trainer)
+        self.zero_grad = optimizer.zero_grad  # the optimizer's own, with no wrapper call: it runs every step
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -55,9 +56,6 @@ class LightningOptimizer:
 
     def __repr__(self) -> str:
         return f"LightningOptimizer({self._optimizer!r})"
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step."""

@@ -26,6 +26,14 @@ _ALIASES = {
 }
 PRECISIONS = sorted(set(_ALIASES.values()))
 
+# torch.optim's own optimizers, whose step() evaluates a closure exactly once; LBFGS re-evaluates it. Exact
+# classes only: a subclass may override step() and use the closure its own way.
+_CALLING_CLOSURE_ONCE = {
+    optimizer for optimizer in vars(torch.optim).values()
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    and optimizer not in (torch.optim.Optimizer, torch.optim.LBFGS)
+}
+
 
 def normalize_precision(precision: Any) -> str:
     name = _ALIASES.get(str(precision)) if isinstance(precision, (int, str)) else None
@@ -68,6 +76,13 @@ class Precision:
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None: ...
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        """Run the closure (forward, backward, clipping) and the step; return the closure's loss."""
+        if type(optimizer) in _CALLING_CLOSURE_ONCE:
+            # These call the closure once, first thing in step(): calling it just before is the same computation,
+            # without the grad-mode switch around it (a few µs a step). Others (LBFGS, custom ones) get it.
+            loss = closure()
+            optimizer.step(**kwargs)
+            return loss
         return optimizer.step(closure=closure, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
@@ -126,7 +141,7 @@ class MixedPrecision(Precision):
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
         if self.scaler is None:
-            return optimizer.step(closure=closure, **kwargs)
+            return super().optimizer_step(optimizer, closure, **kwargs)
         # GradScaler cannot take a closure: run it (forward + backward) first, then step.
         loss = closure()
         if id(optimizer) not in self._unscaled:

@@ -408,7 +408,9 @@ class Trainer:
                 self._shared_log_dir = self.strategy.broadcast(self.log_dir)
             self._connections = subscribers.connect(self, model)
             signals = preemption_signals(self) if stage == "fit" else contextlib.nullcontext()
-            with signals, torch.autograd.set_detect_anomaly(self.detect_anomaly):
+            # Anomaly mode is entered only when asked for: even set to False, the context slows every backward.
+            anomaly = torch.autograd.set_detect_anomaly(True) if self.detect_anomaly else contextlib.nullcontext()
+            with signals, anomaly:
                 result = self._run_stage(stage, model, datamodule, checkpoint_path, weights_only, **loaders)
             self.status = "finished"
             return result
@@ -487,7 +489,8 @@ class Trainer:
                 for logger in self.loggers:
                     logger.log_graph(model)
             self.emit(events.on_fit_start)
-            loops.run_fit(self, checkpoint.get("rng_states"))
+            with torch.enable_grad():  # training computes gradients even when fit is called under no_grad
+                loops.run_fit(self, checkpoint.get("rng_states"))
             self.emit(events.on_fit_end)
             return None
 

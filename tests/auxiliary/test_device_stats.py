@@ -22,7 +22,7 @@ def rows(logger: CSVLogger) -> list[dict[str, str]]:
 
 def test_cpu_statistics_are_logged_every_log_every_n_steps(tmp_path):
     logger = CSVLogger(tmp_path)
-    Trainer(max_epochs=1, log_every_n_steps=2, logger=logger, callbacks=[DeviceStatsMonitor()],
+    Trainer(accelerator="cpu", max_epochs=1, log_every_n_steps=2, logger=logger, callbacks=[DeviceStatsMonitor()],
             default_root_dir=tmp_path, **NO_EXTRAS).fit(TinyModule(), tiny_loader(), tiny_loader())
     stats = [row for row in rows(logger) if row.get(PREFIX + "process_rss_bytes")]
     assert [row["step"] for row in stats] == ["1", "3"]
@@ -38,7 +38,8 @@ def test_cpu_statistics_are_logged_every_log_every_n_steps(tmp_path):
 
 def test_cpu_stats_false_logs_nothing_on_the_cpu(tmp_path):
     logger = CSVLogger(tmp_path)
-    Trainer(max_epochs=1, log_every_n_steps=1, logger=logger, callbacks=[DeviceStatsMonitor(cpu_stats=False)],
+    Trainer(accelerator="cpu", max_epochs=1, log_every_n_steps=1, logger=logger,
+            callbacks=[DeviceStatsMonitor(cpu_stats=False)],
             default_root_dir=tmp_path, **NO_EXTRAS).fit(TinyModule(), tiny_loader())
     assert not any(column.startswith("DeviceStatsMonitor") for column in rows(logger)[0])
 
@@ -57,9 +58,10 @@ def test_on_a_gpu_the_allocator_statistics_are_logged(tmp_path):
             callbacks=[DeviceStatsMonitor(cpu_stats=True)], default_root_dir=tmp_path, **NO_EXTRAS).fit(
         TinyModule(), tiny_loader()
     )
-    last = rows(logger)[-1]
-    assert float(last[PREFIX + "allocated_bytes.all.peak"]) > 0
-    assert float(last[PREFIX + "process_rss_bytes"]) > 0
+    stats = [row for row in rows(logger) if row.get(PREFIX + "allocated_bytes.all.peak")]
+    assert len(stats) == 4  # one row per training step
+    assert float(stats[-1][PREFIX + "allocated_bytes.all.peak"]) > 0
+    assert float(stats[-1][PREFIX + "process_rss_bytes"]) > 0
 
 
 def test_without_a_logger_it_names_the_fix(tmp_path):

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Trainer, seed_everything
 from research import LightningModule
-from tests.helpers import regression_dataset
+from tests.helpers import TinyModule, regression_dataset, tiny_loader
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
 BATCHES = 5  # odd on purpose: with accumulate_grad_batches=2 the last window holds one batch
@@ -211,3 +211,18 @@ def test_seed_everything_and_deterministic_give_identical_weights(tmp_path):
     assert torch.are_deterministic_algorithms_enabled() == deterministic_before  # restored after fit
     other = seeded_fit(tmp_path, 8)
     assert not torch.equal(other.net[0].weight, first.net[0].weight)  # the seed is what made them equal
+
+
+def test_anomaly_detection_is_left_as_the_user_set_it(tmp_path):
+    seen = []
+
+    class Records(TinyModule):
+        def training_step(self, batch, batch_idx):
+            seen.append(torch.is_anomaly_enabled())
+            return super().training_step(batch, batch_idx)
+
+    with torch.autograd.set_detect_anomaly(True):
+        Trainer(max_epochs=1, limit_train_batches=1, default_root_dir=tmp_path, **QUIET).fit(Records(), tiny_loader())
+    Trainer(max_epochs=1, limit_train_batches=1, detect_anomaly=True, default_root_dir=tmp_path, **QUIET).fit(
+        Records(), tiny_loader())
+    assert seen == [True, True] and not torch.is_anomaly_enabled()

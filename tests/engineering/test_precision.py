@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engineering import Trainer
+from engineering import Callback, Trainer
 from engineering.precision import MixedPrecision
 from research import LightningModule
 from tests.helpers import regression_dataset
@@ -375,3 +375,72 @@ def test_a_compiled_network_trains_like_the_eager_one(tmp_path, backend):
 
     assert any(compiled.net.compiled) and not any(eager.net.compiled)
     assert_same_weights(compiled.net, eager.net, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# How the closure reaches the optimizer
+# ---------------------------------------------------------------------------------------------
+class CountsClosures(Regressor):
+    def __init__(self, make_optimizer) -> None:
+        super().__init__()
+        self.make_optimizer = make_optimizer
+        self.forwards = 0
+
+    def training_step(self, batch, batch_idx):
+        self.forwards += 1
+        return super().training_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        return self.make_optimizer(self.parameters())
+
+
+def test_lbfgs_gets_the_closure_and_matches_a_hand_written_loop(tmp_path):
+    module = CountsClosures(lambda parameters: torch.optim.LBFGS(parameters, lr=0.5, max_iter=4))
+    fit(module, tmp_path)
+
+    reference = Regressor()
+    optimizer = torch.optim.LBFGS(reference.parameters(), lr=0.5, max_iter=4)
+    for inputs, targets in loader():
+        def closure():
+            optimizer.zero_grad()
+            loss = F.mse_loss(reference.net(inputs), targets)
+            loss.backward()
+            return loss
+        optimizer.step(closure)
+    assert module.forwards > BATCHES  # LBFGS evaluated the closure several times per step
+    for name, value in weights_of(reference).items():
+        assert torch.equal(weights_of(module)[name], value), name
+
+
+def test_a_custom_optimizer_receives_the_closure(tmp_path):
+    received = []
+
+    class Custom(torch.optim.SGD):
+        def step(self, closure=None):
+            received.append(closure is not None)
+            return super().step(closure)
+
+    module = CountsClosures(lambda parameters: Custom(parameters, lr=0.05))
+    fit(module, tmp_path)
+    assert received == [True] * BATCHES and module.forwards == BATCHES
+
+
+def test_fit_called_under_no_grad_still_trains(tmp_path):
+    module = Regressor()
+    before = weights_of(module)
+    with torch.no_grad():
+        fit(module, tmp_path)
+    assert any(not torch.equal(before[name], value) for name, value in weights_of(module).items())
+
+
+def test_torch_optimizers_run_the_closure_just_before_step(tmp_path):
+    module = CountsClosures(lambda parameters: torch.optim.SGD(parameters, lr=0.05))
+    forwards_when_step_began = []
+
+    class Hooked(Callback):
+        def on_fit_start(self, trainer, pl_module):
+            trainer.optimizers[0].register_step_pre_hook(
+                lambda optimizer, args, kwargs: forwards_when_step_began.append(pl_module.forwards))
+
+    fit(module, tmp_path, callbacks=[Hooked()])
+    assert forwards_when_step_began == [1, 2, 3]  # Lightning: [0, 1, 2], its closure runs inside step()
