@@ -90,14 +90,14 @@ class CircleGAN(LightningModule):
         ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max_epochs", type=int, default=30)
     parser.add_argument("--limit_train_batches", type=float, default=1.0)
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     seed_everything(args.seed)
     loader = DataLoader(TensorDataset(circle_points(args.samples)), batch_size=args.batch_size, shuffle=True)

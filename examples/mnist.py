@@ -19,7 +19,7 @@ from engineering import Trainer, seed_everything
 from research.mnist import MNISTClassifier, MNISTDataModule
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max_epochs", type=int, default=1)
     parser.add_argument("--batch_size", type=int, default=64)
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--limit_train_batches", type=float, default=1.0)
     parser.add_argument("--test", action="store_true", help="also report accuracy on the 10,000 test images")
     parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     seed_everything(args.seed)
     model = MNISTClassifier(lr=args.lr)

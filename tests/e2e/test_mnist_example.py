@@ -40,3 +40,11 @@ def test_one_epoch_reaches_95_percent_validation_accuracy(tmp_path):
     output = _train(tmp_path, "--max_epochs", "1")
     accuracy = float(re.search(r"validation accuracy: ([0-9.]+)", output).group(1))
     assert accuracy >= 0.95
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_three_epochs_reach_97_percent_test_accuracy(tmp_path):
+    output = _train(tmp_path, "--max_epochs", "3", "--test")
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", output).group(1))
+    assert accuracy >= 0.97

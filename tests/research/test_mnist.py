@@ -16,6 +16,7 @@ from torchvision.datasets import MNIST
 
 from engineering import Trainer
 from research.mnist import MNISTClassifier, MNISTDataModule, ensure_mnist
+from tests.helpers import QUIET
 
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -146,13 +147,36 @@ def test_classifier_returns_log_probabilities_for_each_class() -> None:
     assert [name for name, _ in model.named_children()] == ["layer_1", "layer_2", "layer_3"]
 
 
-def test_classifier_optimizer_uses_the_saved_learning_rate() -> None:
+def _fake_mnist_loader(batches: int) -> DataLoader:
+    images = torch.randn(8 * batches, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 10, (8 * batches,), generator=torch.Generator().manual_seed(1))
+    return DataLoader(TensorDataset(images, labels), batch_size=8)
+
+
+def test_classifier_anneals_the_saved_learning_rate_to_zero_over_the_run(tmp_path: Path) -> None:
     model = MNISTClassifier(lr=0.01)
-    optimizer = model.configure_optimizers()
+    trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
+
+    trainer.fit(model, _fake_mnist_loader(batches=3))
 
     assert model.hparams == {"lr": 0.01}
+    (optimizer,) = trainer.optimizers
     assert isinstance(optimizer, torch.optim.Adam)
-    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert optimizer.param_groups[0]["initial_lr"] == 0.01
+    (config,) = trainer.lr_scheduler_configs
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and config.interval == "step"
+    assert config.scheduler.T_max == 6  # 2 epochs of 3 steps
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_classifier_keeps_a_constant_learning_rate_when_the_run_has_no_end(tmp_path: Path) -> None:
+    model = MNISTClassifier(lr=0.01)
+    trainer = Trainer(max_epochs=-1, max_time={"seconds": 0.5}, default_root_dir=tmp_path, **QUIET)
+
+    trainer.fit(model, _fake_mnist_loader(batches=1))
+
+    assert trainer.lr_scheduler_configs == []
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.01
 
 
 def test_classifier_predicts_the_most_likely_class() -> None:

@@ -1,0 +1,24 @@
+"""LightningModule helpers a user calls: all_gather and print."""
+
+from __future__ import annotations
+
+import torch
+
+from engineering import Trainer
+from tests.helpers import QUIET, TinyModule, tiny_loader
+
+
+class Gathers(TinyModule):
+    def on_train_end(self):
+        self.gathered = self.all_gather({"step": self.global_step, "pair": (torch.ones(2), 1.5), "name": "run"})
+        self.print("rank zero says", self.global_step)
+
+
+def test_with_one_process_all_gather_returns_tensors_unchanged_and_print_prints(tmp_path, capsys):
+    module = Gathers()
+    Trainer(max_epochs=1, limit_train_batches=2, default_root_dir=tmp_path, **QUIET).fit(module, tiny_loader())
+    gathered = module.gathered
+    assert torch.equal(gathered["step"], torch.tensor(2)) and torch.equal(gathered["pair"][0], torch.ones(2))
+    assert isinstance(gathered["pair"], tuple) and torch.equal(gathered["pair"][1], torch.tensor(1.5))
+    assert gathered["name"] == "run"
+    assert "rank zero says 2" in capsys.readouterr().out
