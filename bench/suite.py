@@ -15,7 +15,8 @@ rounds is reported. Lightning columns appear only where ``import lightning`` wor
     import   seconds that ``import research, engineering, auxiliary`` (or ``import lightning``) adds to an
         ``import torch`` already done, in a fresh process.
     first step   seconds from ``Trainer(...)`` to the end of the first optimizer step (a callback reads the
-        clock at on_train_batch_end of batch 0), W2's model and defaults, imports done beforehand.
+        clock at on_train_batch_end of batch 0), W2's model and defaults, imports done beforehand (torch's
+        own lazy import at the first optimizer included).
     DDP  W2's model, batch 64 per process, 1 thread per process, on CPU over gloo: 2 processes against 1,
         tribus (Trainer(devices=N, accelerator="cpu"), defaults on) against a hand-written
         torch DistributedDataParallel loop (mp.spawn). Steady-state throughput: samples per second over
@@ -170,6 +171,9 @@ def first_step_child(name: str) -> dict[str, Any]:
                 stamps.append(time.perf_counter())
 
     model = mnist_model(framework)
+    # torch imports torch._dynamo (about 1 s) when the first optimizer is built. Lightning's import does that
+    # already; a throwaway optimizer does it here for both, so the clock measures the framework alone.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     train, val = mnist_batches(1, seed=0), mnist_batches(2, seed=1)
     with tempfile.TemporaryDirectory() as root, console_to(os.path.join(root, "console.log")):
         start = time.perf_counter()

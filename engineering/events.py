@@ -110,7 +110,10 @@ class Event(NamedSignal):
         route = self._routes.get(id(sender))
         if route is None or route[0]() is not sender:
             route = self._route(sender)
-        return [(receiver, receiver(sender, **payload)) for receiver in route[1]]
+        responses = []
+        for receiver in route[1]:  # a loop, not a comprehension: one frame fewer per send
+            responses.append((receiver, receiver(sender, **payload)))
+        return responses
 
     def _route(self, sender: Any) -> tuple[weakref.ref, tuple[Callable[..., Any], ...]]:
         # Resolving weak references once per connect, not once per send, is what makes sends cheap.
@@ -275,8 +278,14 @@ def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., An
 
 
 def callback_receiver(event: Event, hook: Callable[..., Any]) -> Callable[..., Any]:
-    """Adapt a Lightning-style callback hook ``hook(trainer, pl_module, *payload)`` to a receiver."""
+    """Adapt a Lightning-style callback hook ``hook(trainer, pl_module, *payload)`` to a receiver.
+
+    A hook whose parameters have the payload's names (Lightning's: ``pl_module``, ``outputs``, ``batch``, …) is
+    its own receiver: blinker passes the payload by name, and no adapter runs in between.
+    """
     _check_arity(event, hook, leading=2)
+    if _takes_payload_by_name(event, hook):
+        return hook
 
     def receive(trainer: Any, **payload: Any) -> Any:
         return hook(trainer, *payload.values())
@@ -314,6 +323,13 @@ PAYLOADS: dict[str, tuple[str, ...]] = {
 for _stage in ("validation", "test", "predict"):
     PAYLOADS[f"on_{_stage}_batch_start"] = ("batch", "batch_idx", "dataloader_idx")
     PAYLOADS[f"on_{_stage}_batch_end"] = ("outputs", "batch", "batch_idx", "dataloader_idx")
+
+
+def _takes_payload_by_name(event: Event, hook: Callable[..., Any]) -> bool:
+    names = ["pl_module", *PAYLOADS.get(event.name, ())]
+    parameters = list(inspect.signature(hook).parameters.values())[: len(names) + 1]
+    by_name = all(parameter.kind is parameter.POSITIONAL_OR_KEYWORD for parameter in parameters)
+    return by_name and [parameter.name for parameter in parameters[1:]] == names
 
 
 def _check_arity(event: Event, hook: Callable[..., Any], leading: int) -> None:

@@ -302,6 +302,8 @@ def batch_end_outputs(step_outputs: Any, automatic: bool, accumulate: int) -> An
     """What on_train_batch_end receives, as in Lightning. Automatic optimization: ``{"loss": detached loss /
     accumulate_grad_batches, **the other keys}``; manual: the step's return, detached, as a dict. Under truncated
     backpropagation through time, a list with one such dict per split."""
+    if isinstance(step_outputs, torch.Tensor) and automatic:  # the usual case, checked by the closure already
+        return {"loss": (step_outputs / accumulate if accumulate > 1 else step_outputs).detach()}
     if isinstance(step_outputs, list):
         return [batch_end_outputs(outputs, automatic, accumulate) for outputs in step_outputs]
     if not automatic:
@@ -310,7 +312,7 @@ def batch_end_outputs(step_outputs: Any, automatic: bool, accumulate: int) -> An
     if loss is None:
         return {}
     extras = {k: v for k, v in step_outputs.items() if k != "loss"} if isinstance(step_outputs, Mapping) else {}
-    return {"loss": (loss / accumulate if accumulate > 1 else loss).detach().clone(), **extras}
+    return {"loss": (loss / accumulate if accumulate > 1 else loss).detach(), **extras}
 
 
 def manual_outputs(outputs: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,7 @@ class Trainer:
         """``predict_step`` over the data; returns its outputs (a list per dataloader when several)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model = self._model_or_previous(model, "predict")
+        model, ckpt_path = self._model_or_previous(model, "predict", ckpt_path)
         return self._run(
             "predict", model, datamodule, ckpt_path, weights_only, predict=dataloaders, keep=return_predictions
         )
@@ -373,18 +374,31 @@ class Trainer:
                   datamodule: Any, weights_only: bool) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model = self._model_or_previous(model, stage)
+        model, ckpt_path = self._model_or_previous(model, stage, ckpt_path)
         results = self._run(stage, model, datamodule, ckpt_path, weights_only, evaluate=dataloaders)
         if verbose and self.is_global_zero:
             _print_results(stage, results)
         return results
 
-    def _model_or_previous(self, model: Any, stage: str) -> Any:
-        if model is None:
-            if self.lightning_module is None:
-                raise MisconfigurationError(f"Trainer.{stage}() needs a model: pass it as the first argument.")
-            return self.lightning_module
-        return model
+    def _model_or_previous(self, model: Any, stage: str, ckpt_path: Any) -> tuple[Any, Any]:
+        """The model and checkpoint a run uses. Without a model, the previous run's; and, as in Lightning, the best
+        checkpoint its ModelCheckpoint saved when no ckpt_path says otherwise."""
+        if model is not None:
+            return model, ckpt_path
+        if self.lightning_module is None:
+            raise MisconfigurationError(f"Trainer.{stage}() needs a model: pass it as the first argument.")
+        if ckpt_path is None:
+            callback = self.checkpoint_callback
+            best = callback.best_model_path if callback is not None else ""
+            warnings.warn(
+                f"Trainer.{stage}() was called without a model: it uses "
+                + (f"the best checkpoint of the previous run, {best}." if best else
+                   "the previous run's model with its current weights (no checkpoint was saved).")
+                + " Pass ckpt_path ('best', 'last' or a path) to choose, or the model to use its weights as they are.",
+                stacklevel=3,
+            )
+            ckpt_path = "best" if best else None
+        return self.lightning_module, ckpt_path
 
     def _run(self, stage: str, model: Any, datamodule: Any, ckpt_path: Any, weights_only: bool, **loaders: Any) -> Any:
         if not isinstance(model, LightningModule):

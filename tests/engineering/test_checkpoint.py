@@ -262,3 +262,31 @@ def test_save_checkpoint_after_fit_still_calls_the_modules_hook(tmp_path):
     trainer.fit(Noting(), DataLoader(TensorDataset(torch.randn(4, 32), torch.zeros(4, dtype=torch.long))))
     trainer.save_checkpoint(tmp_path / "after.ckpt")
     assert load_checkpoint(tmp_path / "after.ckpt")["note"] == "kept"
+
+
+class WorseEachEpoch(TinyModule):
+    """val_loss rises every epoch, so the best checkpoint is the first epoch's."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", float(self.current_epoch))
+
+
+def test_validate_without_a_model_after_fit_uses_the_best_checkpoint_as_lightning_does(tmp_path):
+    module = WorseEachEpoch()
+    trainer = Trainer(max_epochs=3, default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False,
+                      logger=False, callbacks=[ModelCheckpoint(monitor="val_loss", mode="min")])
+    trainer.fit(module, tiny_loader(), tiny_loader())
+    with pytest.warns(UserWarning, match="best checkpoint of the previous run"):
+        trainer.validate(dataloaders=tiny_loader(), verbose=False)
+    assert trainer.ckpt_path == trainer.checkpoint_callback.best_model_path
+    assert "epoch=0" in trainer.ckpt_path
+    trainer.validate(module, tiny_loader(), verbose=False)  # a model passed: its weights as they are
+    assert trainer.ckpt_path is None
+
+
+def test_without_a_checkpoint_test_uses_the_current_weights_and_says_so(tmp_path):
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
+    trainer.fit(TinyModule(), tiny_loader())
+    with pytest.warns(UserWarning, match="current weights"):
+        trainer.test(dataloaders=tiny_loader(), verbose=False)
+    assert trainer.ckpt_path is None
