@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engineering import Trainer
+from overhead import Batches  # bench/ is on sys.path when a script here runs
 from research import LightningModule
 
 AUTOCAST_DTYPES = {"32-true": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -39,19 +40,6 @@ CLASSES = 10
 CLIP_NORM = 1.0
 BARE = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False,
             enable_model_summary=False, num_sanity_val_steps=0)
-
-
-class Batches:
-    """The batches as one iterable: a bare list of tuples would read as a list of dataloaders."""
-
-    def __init__(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.items = items
-
-    def __iter__(self) -> Any:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 def make_batches(steps: int, batch_size: int, width: int) -> Batches:

@@ -20,7 +20,8 @@ rounds is reported. Lightning columns appear only where ``import lightning`` wor
     DDP  W2's model, batch 64 per process, 1 thread per process, on CPU over gloo: 2 processes against 1,
         tribus (Trainer(devices=N, accelerator="cpu"), defaults on) against a hand-written
         torch DistributedDataParallel loop (mp.spawn). Steady-state throughput: samples per second over
-        the steps after the first ``--ddp-warmup``, all ranks together.
+        the steps after the first ``--ddp-warmup`` (60: past the logger's first write at step 50, which
+        creates its event file), all ranks together.
 All children use ``torch.set_num_threads(1)``. ``TRIBUS_CALLBACKS`` is cleared for the children.
 """
 
@@ -197,6 +198,15 @@ def import_child(name: str) -> dict[str, Any]:
     return {"name": name, "seconds": seconds, "torch_seconds": torch_seconds, "heavy_modules_loaded": heavy}
 
 
+def free_port() -> int:
+    """A port nobody listens on now: a fixed one can still be held by the previous round's closing sockets."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def raw_ddp_rank(rank: int, world: int, steps: int, warmup: int, out: str, port: int) -> None:
     import torch
     import torch.distributed as dist
@@ -235,7 +245,7 @@ def ddp_child(name: str, steps: int, warmup: int) -> dict[str, Any] | None:
         import torch.multiprocessing as mp
 
         with tempfile.TemporaryDirectory() as root:
-            out, port = os.path.join(root, "rank0.json"), 29500 + os.getpid() % 1000
+            out, port = os.path.join(root, "rank0.json"), free_port()
             if world == 1:
                 raw_ddp_rank(0, 1, steps, warmup, out, port)
             else:
@@ -308,7 +318,7 @@ def main() -> None:
     parser.add_argument("--w2-val", type=int, default=100)
     parser.add_argument("--import-runs", type=int, default=7)
     parser.add_argument("--ddp-steps", type=int, default=600)
-    parser.add_argument("--ddp-warmup", type=int, default=50)
+    parser.add_argument("--ddp-warmup", type=int, default=60)
     parser.add_argument("--only", nargs="*", choices=["w1", "w2", "import", "first-step", "ddp"],
                         help="run only these parts (default: all)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "suite.json"))

@@ -31,6 +31,13 @@ def available_accelerators() -> list[str]:
     return found
 
 
+def auto_accelerator() -> str:
+    """What accelerator="auto" picks: a CUDA GPU, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if _mps_available() else "cpu"
+
+
 def resolve_accelerator(accelerator: Any) -> str:
     """The concrete accelerator name for a Trainer flag value; 'gpu' and 'tpu' are aliases."""
     if not isinstance(accelerator, str) or accelerator.lower() not in ACCELERATORS:
@@ -39,9 +46,7 @@ def resolve_accelerator(accelerator: Any) -> str:
         )
     name = accelerator.lower()
     if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if _mps_available() else "cpu"
+        return auto_accelerator()
     if name == "gpu":
         if torch.cuda.is_available():
             return "cuda"

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from engineering import events
+from engineering import accelerators, events
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +15,14 @@ def bus_is_left_empty():
     gc.collect()
     leftovers = {name: len(event.receivers) for name, event in events.bus.items() if event.receivers}
     assert not leftovers, f"receivers still connected after the test: {leftovers}"
+
+
+@pytest.fixture(autouse=True)
+def auto_means_cpu(request, monkeypatch):
+    """The suite checks CPU behaviour against references computed on the CPU; on a machine with a GPU,
+    accelerator="auto" would pick the GPU instead. Tests marked ``cuda`` see it (tests/e2e/test_cuda.py)."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setattr(accelerators, "auto_accelerator", lambda: "cpu")
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from engineering import Callback, Trainer
 from research import LightningModule
 from tests.helpers import QUIET
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 class Batches:
