@@ -199,9 +199,14 @@ HOOK_EVENTS.update(setup=setup, teardown=teardown)
 class Callback:
     """Override any hook named in ``HOOK_EVENTS``; only overridden hooks are subscribed.
 
-    Every hook is called positionally as ``hook(trainer, pl_module, *payload)``, exactly as Lightning
-    calls it, so a Lightning 2.x callback runs unchanged.
+    Every hook gets Lightning's arguments in Lightning's order, ``hook(trainer, pl_module, *payload)``, so a
+    Lightning 2.x callback runs unchanged.
     """
+
+    def listens_to(self, hook: str) -> bool:
+        """Whether to subscribe this overridden ``hook`` for the run about to start (always, unless a subclass
+        knows it has nothing to do there: a per-batch hook left unsubscribed costs nothing per batch)."""
+        return True
 
     @property
     def state_key(self) -> str:

@@ -128,9 +128,12 @@ class ModelCheckpoint(Callback):
         self._last_time_checked = time.monotonic()
         self._global_step_seen = trainer.global_step
 
+    def listens_to(self, hook: str) -> bool:
+        # Saving at epoch or validation ends only (the default) leaves nothing to decide per batch.
+        saves_within_epochs = self._every_n_train_steps >= 1 or self._train_time_interval is not None
+        return hook != "on_train_batch_end" or saves_within_epochs
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._every_n_train_steps < 1 and self._train_time_interval is None:
-            return  # saving at epoch or validation ends only (the default): nothing to decide per batch
         # Only right after an optimizer step: between accumulated batches the gradients are not in a checkpoint.
         stepped, self._global_step_seen = trainer.global_step != self._global_step_seen, trainer.global_step
         if not stepped or self._skip_saving(trainer):

@@ -49,7 +49,8 @@ def connect(trainer: Any, model: LightningModule) -> Connections:
         order_callbacks(trainer.callbacks)
     profiler = trainer.profiler
     module_hooks = overridden_hooks(model, LightningModule)
-    callback_hooks = [(c, e, h) for c in trainer.callbacks for e, h in overridden_hooks(c, Callback)]
+    callback_hooks = [(c, e, h) for c in trainer.callbacks for e, h in overridden_hooks(c, Callback)
+                      if c.listens_to(e.name)]
     epoch_end = events.on_train_epoch_end
 
     def for_callback(callback: Callback, event: events.Event, hook: Any) -> Any:

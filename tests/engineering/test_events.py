@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engineering import Callback, Trainer, events
+from engineering import Callback, ModelCheckpoint, Trainer, events
 from research import LightningModule
+from tests.helpers import TinyModule, tiny_loader
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
 
@@ -270,3 +271,31 @@ def test_an_event_can_be_sent_from_a_sender_that_cannot_be_weakly_referenced():
     finally:
         events.on_fit_start.disconnect(receiver)
     assert heard == [(None, {"value": 1}), (None, {"value": 2})]
+
+
+def test_a_callback_can_leave_an_overridden_hook_unsubscribed_for_a_run(tmp_path):
+    class PerEpochOnly(Callback):
+        def __init__(self, per_batch: bool) -> None:
+            self.per_batch, self.calls = per_batch, []
+
+        def listens_to(self, hook):
+            return hook != "on_train_batch_end" or self.per_batch
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.calls.append(batch_idx)
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.calls.append("epoch end")
+            self.batch_end_listeners = len(list(events.on_train_batch_end.receivers_for(trainer)))
+
+    quiet, chatty = PerEpochOnly(per_batch=False), PerEpochOnly(per_batch=True)
+    Trainer(max_epochs=1, limit_train_batches=2, default_root_dir=tmp_path, callbacks=[quiet, chatty],
+            **QUIET).fit(TinyModule(), tiny_loader())
+    assert quiet.calls == ["epoch end"] and chatty.calls == [0, 1, "epoch end"]
+    assert quiet.batch_end_listeners == 1
+
+
+def test_model_checkpoint_listens_per_batch_only_when_it_saves_within_epochs():
+    assert not ModelCheckpoint().listens_to("on_train_batch_end")
+    assert ModelCheckpoint().listens_to("on_train_epoch_end")
+    assert ModelCheckpoint(every_n_train_steps=5).listens_to("on_train_batch_end")
