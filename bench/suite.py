@@ -231,6 +231,7 @@ def raw_ddp_rank(rank: int, world: int, steps: int, warmup: int, out: str, port:
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
     if world > 1:
+        dist.barrier()  # leave together: a rank tearing gloo down while the other still talks aborts it
         dist.destroy_process_group()
     if rank == 0:
         with open(out, "w") as sink:
