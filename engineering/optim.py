@@ -14,6 +14,7 @@ import torch
 from engineering import events
 from engineering.logging import MisconfigurationError
 from research import LightningModule
+from research.module import apply_to_collection
 
 _SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
 
@@ -261,7 +262,7 @@ def train_through_time(step: AutomaticStep, module: Any, batch: Any, batch_idx: 
                 "With truncated_bptt_steps set, training_step must return a dict with the hidden state for the "
                 "next split: `return {'loss': loss, 'hiddens': hiddens}` (hiddens may be None)."
             )
-        hiddens = _detached(split_outputs["hiddens"])
+        hiddens = apply_to_collection(split_outputs["hiddens"], torch.Tensor, torch.Tensor.detach)
         outputs.append(split_outputs)
     return outputs
 
@@ -286,16 +287,6 @@ def check_truncated_bptt(module: Any, accumulate_grad_batches: int) -> None:
             "With truncated_bptt_steps set, training_step receives the hidden state of the previous split: "
             "define `def training_step(self, batch, batch_idx, hiddens)`."
         )
-
-
-def _detached(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, Mapping):
-        return type(value)({key: _detached(item) for key, item in value.items()})
-    if isinstance(value, (list, tuple)):
-        return type(value)(_detached(item) for item in value)
-    return value
 
 
 def batch_end_outputs(step_outputs: Any, automatic: bool, accumulate: int) -> Any:

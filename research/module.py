@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
@@ -187,18 +187,11 @@ class LightningModule(nn.Module):
         gains a first dimension of size world_size. With one process, tensors come back unchanged."""
         strategy = self.trainer.strategy
 
-        def gather(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return strategy.all_gather(value, group, sync_grads)
-            if isinstance(value, (bool, int, float)):
-                return gather(torch.tensor(value, device=self.device))
-            if isinstance(value, Mapping):
-                return type(value)({key: gather(item) for key, item in value.items()})
-            if isinstance(value, (list, tuple)):
-                return type(value)(gather(item) for item in value)
-            return value
+        def gather(value: torch.Tensor | bool | int | float) -> torch.Tensor:
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value, device=self.device)
+            return strategy.all_gather(tensor, group, sync_grads)
 
-        return gather(data)
+        return apply_to_collection(data, (torch.Tensor, bool, int, float), gather)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print``, from the process of global rank 0 only."""
@@ -389,20 +382,26 @@ class LightningModule(nn.Module):
         self.eval()
 
 
+def apply_to_collection(data: Any, kinds: type | tuple[type, ...], function: Callable[[Any], Any]) -> Any:
+    """``data`` with ``function`` applied to every value of ``kinds`` in it, through nested lists, tuples,
+    namedtuples, dicts and dataclasses (rebuilt with the same types); other values are kept as they are."""
+    if isinstance(data, kinds):
+        return function(data)
+    if isinstance(data, Mapping):
+        return type(data)({key: apply_to_collection(value, kinds, function) for key, value in data.items()})
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a namedtuple
+        return type(data)(*(apply_to_collection(value, kinds, function) for value in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(apply_to_collection(value, kinds, function) for value in data)
+    if is_dataclass(data) and not isinstance(data, type):
+        changes = {f.name: apply_to_collection(getattr(data, f.name), kinds, function) for f in fields(data) if f.init}
+        return replace(data, **changes)
+    return data
+
+
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor in nested lists, tuples, dicts and dataclasses to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)({key: move_to_device(value, device) for key, value in batch.items()})
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
-        return type(batch)(*(move_to_device(value, device) for value in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(value, device) for value in batch)
-    if is_dataclass(batch) and not isinstance(batch, type):
-        changes = {f.name: move_to_device(getattr(batch, f.name), device) for f in fields(batch) if f.init}
-        return replace(batch, **changes)
-    return batch
+    return apply_to_collection(batch, torch.Tensor, lambda tensor: tensor.to(device, non_blocking=True))
 
 
 def _tensors_in(batch: Any) -> list[torch.Tensor]:
@@ -416,10 +415,7 @@ def _tensors_in(batch: Any) -> list[torch.Tensor]:
 
 
 def _slice_time(batch: Any, start: int, stop: int) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch[:, start:stop] if batch.dim() > 1 else batch
-    if isinstance(batch, Mapping):
-        return type(batch)({key: _slice_time(value, start, stop) for key, value in batch.items()})
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_slice_time(value, start, stop) for value in batch)
-    return batch
+    def cut(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[:, start:stop] if tensor.dim() > 1 else tensor
+
+    return apply_to_collection(batch, torch.Tensor, cut)
