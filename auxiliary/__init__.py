@@ -1,6 +1,5 @@
 """Auxiliary: what training does not need to be correct. Every piece subscribes to the Trainer's events."""
 
-from engineering import Callback
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
 from auxiliary.loggers import CSVLogger, TensorBoardLogger
@@ -13,7 +12,6 @@ from auxiliary.trace import EventTrace
 __all__ = [
     "AdvancedProfiler",
     "CSVLogger",
-    "Callback",
     "DeviceStatsMonitor",
     "EarlyStopping",
     "EarlyStoppingReason",

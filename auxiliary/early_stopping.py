@@ -32,7 +32,7 @@ class EarlyStopping(Callback):
     ``stopping_reason_message``.
     """
 
-    is_monitor = True  # hears on_train_epoch_end after the module, so it sees what the module logged there
+    is_monitor = True  # its on_train_epoch_end runs after the module's, so it sees what the module logged there
 
     def __init__(
         self,
@@ -106,7 +106,7 @@ class EarlyStopping(Callback):
 
     @staticmethod
     def _checking(trainer: Any) -> bool:
-        return trainer.stage == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
+        return trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
 
     def _check(self, trainer: Any) -> None:
         metrics = trainer.callback_metrics

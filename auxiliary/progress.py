@@ -92,7 +92,7 @@ class TQDMProgressBar(ProgressBar):
         sanity = trainer.sanity_checking
         counts = trainer.num_sanity_val_batches if sanity else trainer.num_val_batches
         self._open_eval_bar("Sanity Checking" if sanity else "Validation", counts, trainer,
-                            in_fit=trainer.stage == "fit")
+                            in_fit=trainer.state.fn == "fit")
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -161,7 +161,7 @@ class TQDMProgressBar(ProgressBar):
 
     def _close_eval_bar(self, trainer: Any, pl_module: Any) -> None:
         if self._eval_bar is not None:
-            in_fit = trainer.stage == "fit"
+            in_fit = trainer.state.fn == "fit"
             self._eval_bar.finish(self._eval_done, {} if in_fit else self.get_metrics(trainer, pl_module))
             self._eval_bar.close()
             self._eval_bar = None

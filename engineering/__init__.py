@@ -1,17 +1,19 @@
 """Engineering: the Trainer and everything that makes training run. Imports research, never auxiliary."""
 
-from engineering.checkpoint import CheckpointError, Preempted
-from engineering.data import ResumableSampler
-from engineering.events import Callback
+from engineering.bus.callback import Callback
+from engineering.checkpointing.checkpoint import Preempted
+from engineering.checkpointing.model_checkpoint import ModelCheckpoint
+from engineering.checkpointing.on_exception import OnExceptionCheckpoint
+from engineering.data.batches import ResumableSampler
+from engineering.errors import CheckpointError, MisconfigurationError
 from engineering.loggers import Logger
-from engineering.logging import MisconfigurationError
-from engineering.loops import Progress
-from engineering.model_checkpoint import ModelCheckpoint, OnExceptionCheckpoint
-from engineering.optim import LightningOptimizer, LRSchedulerConfig
+from engineering.loop.state import Progress, RunningStage, TrainerFn, TrainerState, TrainerStatus
+from engineering.optimization.optimizers import LightningOptimizer, LRSchedulerConfig
 from engineering.profiler import PassThroughProfiler, Profiler
 from engineering.seed import seed_everything
 from engineering.strategies import SingleDeviceStrategy
 from engineering.trainer import Trainer
+from engineering.view import TrainerView
 
 # Strategies that import torch.distributed or torch_xla load on first use, not with the package.
 _LAZY = {
@@ -45,8 +47,13 @@ __all__ = [
     "Profiler",
     "Progress",
     "ResumableSampler",
+    "RunningStage",
     "SingleDeviceStrategy",
     "Trainer",
+    "TrainerFn",
+    "TrainerState",
+    "TrainerStatus",
+    "TrainerView",
     "XLAStrategy",
     "seed_everything",
 ]

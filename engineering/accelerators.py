@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from engineering.logging import MisconfigurationError
+from engineering.errors import MisconfigurationError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "xla")
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from auxiliary import Callback
+from engineering import Callback
 from engineering import Trainer, seed_everything
 from research import LightningModule
 

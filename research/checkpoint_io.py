@@ -89,6 +89,14 @@ def save_atomically(
     _remove_stale_temporaries(path)
 
 
+def link_atomically(target: str, link: str) -> None:
+    """Point ``link`` at ``target`` (relative, so the directory can move); the old link is replaced in one rename."""
+    temporary = f"{link}.{os.getpid()}.link"
+    Path(temporary).unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, os.path.dirname(link)), temporary)
+    os.replace(temporary, link)
+
+
 def _os_error_in(error: BaseException | None) -> OSError | None:
     """The OSError behind ``error``; torch.save reports a failed write as a RuntimeError chained to it."""
     while error is not None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields, is_dataclass, replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 
 from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
 from research.hparams import AttributeDict, collect_init_arguments
+from research.nested import apply_to_collection, collection_values, move_to_device
 
 
 class LightningModule(nn.Module):
@@ -304,7 +304,7 @@ class LightningModule(nn.Module):
     # ----------------------------------------------------------------------------------------
     def tbptt_split_batch(self, batch: Any, split_size: int) -> list[Any]:
         """Split every tensor of ``batch`` along dim 1 (time) into chunks of ``split_size``."""
-        lengths = {t.shape[1] for t in _tensors_in(batch) if t.dim() > 1}
+        lengths = {t.shape[1] for t in collection_values(batch, torch.Tensor) if t.dim() > 1}
         if not lengths:
             return [batch]
         total = max(lengths)
@@ -380,38 +380,6 @@ class LightningModule(nn.Module):
 
     def on_predict_model_eval(self) -> None:
         self.eval()
-
-
-def apply_to_collection(data: Any, kinds: type | tuple[type, ...], function: Callable[[Any], Any]) -> Any:
-    """``data`` with ``function`` applied to every value of ``kinds`` in it, through nested lists, tuples,
-    namedtuples, dicts and dataclasses (rebuilt with the same types); other values are kept as they are."""
-    if isinstance(data, kinds):
-        return function(data)
-    if isinstance(data, Mapping):
-        return type(data)({key: apply_to_collection(value, kinds, function) for key, value in data.items()})
-    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a namedtuple
-        return type(data)(*(apply_to_collection(value, kinds, function) for value in data))
-    if isinstance(data, (list, tuple)):
-        return type(data)(apply_to_collection(value, kinds, function) for value in data)
-    if is_dataclass(data) and not isinstance(data, type):
-        changes = {f.name: apply_to_collection(getattr(data, f.name), kinds, function) for f in fields(data) if f.init}
-        return replace(data, **changes)
-    return data
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in nested lists, tuples, dicts and dataclasses to ``device``."""
-    return apply_to_collection(batch, torch.Tensor, lambda tensor: tensor.to(device, non_blocking=True))
-
-
-def _tensors_in(batch: Any) -> list[torch.Tensor]:
-    if isinstance(batch, torch.Tensor):
-        return [batch]
-    if isinstance(batch, Mapping):
-        return [t for value in batch.values() for t in _tensors_in(value)]
-    if isinstance(batch, (list, tuple)):
-        return [t for value in batch for t in _tensors_in(value)]
-    return []
 
 
 def _slice_time(batch: Any, start: int, stop: int) -> Any:

@@ -159,7 +159,7 @@ def test_every_cited_test_exists(path, name):
     assert name.startswith("test_") and name in functions, f"{path} has no test function {name}"
 
 
-# A path into the repository, e.g. `engineering/loops.py` or tests/e2e/test_ddp.py.
+# A path into the repository, e.g. `engineering/loop/fit.py` or tests/e2e/test_ddp.py.
 REPO_FILE = re.compile(r"(?<![\w/.])((?:research|engineering|auxiliary|tools|examples|bench|tests)/[\w/.-]*\w\.py)\b")
 
 
@@ -185,7 +185,7 @@ QUOTES = quoted_pseudocode()
 
 
 def test_the_pages_quote_the_loop_pseudocode():
-    assert {"engineering.loops.run_fit", "engineering.optim.AutomaticStep"} <= {name for _, name, _ in QUOTES}
+    assert {"engineering.loop.fit.run_fit", "engineering.loop.fit.TrainingStep"} <= {name for _, name, _ in QUOTES}
 
 
 @pytest.mark.parametrize(("page", "name", "block"), QUOTES, ids=[f"{p}:{n}" for p, n, _ in QUOTES])

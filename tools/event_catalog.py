@@ -13,7 +13,7 @@ from engineering import events
 def render() -> str:
     rows = []
     for name, event in events.bus.items():
-        payload = ", ".join(("pl_module",) + events.PAYLOADS.get(name, ()))
+        payload = ", ".join(("pl_module",) + event.payload)
         rows.append(f"| `{name}` | {event.__doc__} | `{payload}` |")
     return "\n".join([
         "# Events",

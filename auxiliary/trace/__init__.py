@@ -9,8 +9,9 @@ else the position in the training epoch. Some events add what they carry: ``stag
 ``dataloader_idx``, ``step`` and ``metrics`` (log_metrics), ``exception`` (on_exception); and
 ``"should_stop": true`` appears on every event from the first one that saw a stop requested.
 
-The trace hears each event after the Trainer's other subscribers of it, so a record's ``time`` is when
-that event's callbacks and module hook had finished, and ``should_stop`` includes what they decided.
+A record is completed when the next event begins (or at teardown): its ``time`` is when that event's
+callbacks, the module's hook and the monitoring callbacks had finished, and ``should_stop`` includes what
+they decided. Its ``epoch``, ``global_step`` and ``batch_idx`` are as the event found them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EventTrace(Callback):
         self._file: TextIO | None = None
         self._connections: list[tuple[events.Event, Callable[..., None]]] = []
         self._runs = 0
+        self._pending: tuple[dict[str, Any], Any] | None = None  # the last event's record, and its trainer
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._stop()  # a previous run whose teardown never reached us must not leave receivers behind
@@ -61,6 +63,7 @@ class EventTrace(Callback):
         self._stop()
 
     def _stop(self) -> None:
+        self._complete_pending()
         for event, receiver in self._connections:
             event.disconnect(receiver)  # from every sender: only that makes blinker forget the receiver
         self._connections.clear()
@@ -77,10 +80,11 @@ class EventTrace(Callback):
     def _record(self, trainer: Any, name: str, payload: dict[str, Any]) -> None:
         if self._file is None:
             return
+        self._complete_pending()
         progress = trainer.progress
         line: dict[str, Any] = {
             "name": name,
-            "time": time.time(),
+            "time": None,  # set when the record is completed
             "epoch": progress.epoch,
             "global_step": progress.global_step,
             "batch_idx": payload.get("batch_idx", progress.batch_idx),
@@ -89,11 +93,21 @@ class EventTrace(Callback):
         line.update((key, payload[key]) for key in _PLAIN_PAYLOAD if key in payload)
         if "exception" in payload:
             line["exception"] = repr(payload["exception"])
-        if progress.should_stop:
+        self._pending = (line, trainer)
+        if name == "on_exception":
+            self._complete_pending()
+            self._file.flush()  # the process may not live to close the file
+
+    def _complete_pending(self) -> None:
+        """Write the last event's record, now that everyone who hears that event has."""
+        if self._pending is None or self._file is None:
+            return
+        line, trainer = self._pending
+        self._pending = None
+        line["time"] = time.time()
+        if trainer.progress.should_stop:
             line["should_stop"] = True
         self._file.write(json.dumps(line) + "\n")
-        if name == "on_exception":
-            self._file.flush()  # the process may not live to close the file
 
 
 def read_trace(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from engineering.accelerators import torch_device
-from engineering.logging import MisconfigurationError
-from engineering.precision import create_precision
+from engineering.errors import MisconfigurationError
+from engineering.optimization.precision import create_precision
 from engineering.strategies.environment import ClusterEnvironment, detect
 from engineering.strategies.single import SingleDeviceStrategy
 

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engineering.precision import Precision
+from engineering.optimization.precision import Precision
 from engineering.strategies.environment import ClusterEnvironment
 from engineering.strategies.single import SingleDeviceStrategy
 

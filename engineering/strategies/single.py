@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from engineering import events
-from engineering.precision import Precision
+from engineering.optimization.precision import Precision
 from research.checkpoint_io import load_weights
 
 
@@ -83,14 +83,13 @@ class SingleDeviceStrategy:
         return _NO_CONTEXT
 
     def backward(self, loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
-        """Scale the loss (mixed precision) → on_before_backward → module.backward → on_after_backward."""
-        trainer = self.trainer
+        """Manual optimization's backward: scale the loss (mixed precision) → on_before_backward →
+        module.backward → on_after_backward. (Automatic optimization runs the same in ``loop/fit.py``.)"""
+        hooks = self.trainer.hooks
         loss = self.precision.scale_loss(loss)  # hooks see the loss backward really gets, as in Lightning
-        if events.on_before_backward.receivers:  # an event nobody listens to costs nothing, not even a call
-            trainer.emit(events.on_before_backward, loss=loss)
-        trainer.lightning_module.backward(loss, *args, **kwargs)
-        if events.on_after_backward.receivers:
-            trainer.emit(events.on_after_backward)
+        hooks(events.on_before_backward, loss=loss)
+        self.trainer.lightning_module.backward(loss, *args, **kwargs)
+        hooks(events.on_after_backward)
 
     def clip_gradients(
         self, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 # The only line that differs from the Lightning original: `from lightning.pytorch.callbacks import Callback`.
-from auxiliary import Callback
+from engineering import Callback
 from engineering import Trainer
 from tests.helpers import QUIET, TinyModule, tiny_loader
 

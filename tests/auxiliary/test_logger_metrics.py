@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 
-from auxiliary import Callback, CSVLogger
+from auxiliary import CSVLogger
+from engineering import Callback
 from auxiliary.logger_metrics import logging_due, send_to_loggers
 from engineering import Trainer
 from tests.helpers import TinyModule, tiny_loader

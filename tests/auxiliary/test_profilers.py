@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auxiliary import AdvancedProfiler, Callback, PyTorchProfiler, SimpleProfiler
+from auxiliary import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
+from engineering import Callback
 from engineering import MisconfigurationError, Trainer
 from tests.helpers import QUIET, TinyModule, tiny_loader
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from auxiliary import Callback, EarlyStopping, EventTrace
+from auxiliary import EarlyStopping, EventTrace
+from engineering import Callback
 from auxiliary.trace import read_trace, summarize
 from auxiliary.trace.__main__ import main
 from engineering import Trainer

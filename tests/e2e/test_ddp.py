@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from engineering import Trainer
-from engineering.checkpoint import load_checkpoint
+from engineering.checkpointing.checkpoint import load_checkpoint
 from engineering.strategies.environment import ClusterEnvironment, detect, first_host
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engineering.checkpoint import load_checkpoint
+from engineering.checkpointing.checkpoint import load_checkpoint
 from tests.e2e.kill_resume_script import run_logged
 
 SCRIPT = Path(__file__).with_name("kill_resume_script.py")

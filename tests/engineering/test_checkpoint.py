@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import CheckpointError, ModelCheckpoint, Trainer
-from engineering.checkpoint import load_checkpoint, save_atomically
+from engineering.checkpointing.checkpoint import load_checkpoint, save_atomically
 from research import LightningDataModule
 from tests.helpers import QUIET, TinyModule, tiny_loader
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engineering import MisconfigurationError, ModelCheckpoint, OnExceptionCheckpoint, Trainer
-from engineering.checkpoint import load_checkpoint
+from engineering.checkpointing.checkpoint import load_checkpoint
 from tests.helpers import QUIET, TinyModule, tiny_loader
 
 FLAGS = {**QUIET, "enable_checkpointing": True, "num_sanity_val_steps": 0}

@@ -299,3 +299,33 @@ def test_model_checkpoint_listens_per_batch_only_when_it_saves_within_epochs():
     assert not ModelCheckpoint().listens_to("on_train_batch_end")
     assert ModelCheckpoint().listens_to("on_train_epoch_end")
     assert ModelCheckpoint(every_n_train_steps=5).listens_to("on_train_batch_end")
+
+
+def test_inside_blinkers_muted_the_subscribers_hear_nothing_and_the_module_still_runs(tmp_path):
+    heard, module_calls = [], []
+
+    class Listener(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            heard.append(batch_idx)
+
+    class Counting(TinyModule):
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            module_calls.append(batch_idx)
+
+    with events.on_train_batch_end.muted():
+        Trainer(max_epochs=1, callbacks=[Listener()], default_root_dir=tmp_path, **QUIET).fit(Counting(), tiny_loader())
+    assert heard == []
+    assert module_calls == list(range(len(tiny_loader())))
+
+
+def test_the_event_table_is_the_one_list_of_hooks_callback_and_lightning_module_follow():
+    import inspect
+
+    for name, event in events.HOOK_EVENTS.items():
+        callback_parameters = list(inspect.signature(getattr(Callback, name)).parameters)
+        assert callback_parameters == ["self", "trainer", "pl_module", *event.payload], name
+        if name in ("on_sanity_check_start", "on_sanity_check_end", "on_exception"):  # callbacks only, as in Lightning
+            assert not hasattr(LightningModule, name)
+            continue
+        module_parameters = list(inspect.signature(getattr(LightningModule, name)).parameters)
+        assert module_parameters == ["self", *event.payload], name

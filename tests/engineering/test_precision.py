@@ -8,7 +8,9 @@ so the scaler tests build the fp16 + GradScaler precision themselves and hand it
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Callback, Trainer
-from engineering.precision import MixedPrecision
+from engineering.optimization.precision import MixedPrecision
 from research import LightningModule
 from tests.helpers import regression_dataset
 
@@ -444,3 +446,30 @@ def test_torch_optimizers_run_the_closure_just_before_step(tmp_path):
 
     fit(module, tmp_path, callbacks=[Hooked()])
     assert forwards_when_step_began == [1, 2, 3]  # Lightning: [0, 1, 2], its closure runs inside step()
+
+
+class _Pair(NamedTuple):
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclasses.dataclass
+class _Batch:
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+@pytest.mark.parametrize("wrap", [_Pair, _Batch], ids=["namedtuple", "dataclass"])
+def test_64_true_casts_floating_tensors_inside_namedtuple_and_dataclass_batches(tmp_path, wrap):
+    seen = []
+
+    class Wrapped(Regressor):
+        def transfer_batch_to_device(self, batch, device, dataloader_idx):
+            return wrap(*batch)
+
+        def training_step(self, batch, batch_idx):
+            seen.append((type(batch), batch.inputs.dtype, batch.targets.dtype))
+            return F.mse_loss(self.net(batch.inputs), batch.targets)
+
+    Trainer(max_epochs=1, precision="64-true", default_root_dir=tmp_path, **QUIET).fit(Wrapped(), loader())
+    assert seen == [(wrap, torch.float64, torch.float64)] * BATCHES

@@ -17,8 +17,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from engineering import Callback, ModelCheckpoint, ResumableSampler, Trainer, seed_everything
-from engineering.checkpoint import load_checkpoint
-from engineering.data import epoch_batches, with_resumable_sampler
+from engineering.checkpointing.checkpoint import load_checkpoint
+from engineering.data.batches import epoch_batches, with_resumable_sampler
 from research import LightningModule
 from tests.helpers import QUIET
 

@@ -393,3 +393,29 @@ def test_num_val_batches_after_validate(tmp_path):
     run = trainer(tmp_path, limit_val_batches=3)
     run.validate(Recorder(), loader(), verbose=False)
     assert run.num_val_batches == [3]
+
+
+@pytest.mark.parametrize(("flags", "phrase"), [
+    ({"benchmark": "yes"}, r"benchmark='yes' must be True or False"),
+    ({"use_distributed_sampler": 1}, r"use_distributed_sampler=1 must be True or False"),
+    ({"default_root_dir": 3}, r"default_root_dir=3 must be a path"),
+])
+def test_flags_once_unchecked_are_refused_at_construction(tmp_path, flags, phrase):
+    with pytest.raises(MisconfigurationError, match=phrase):
+        Trainer(**flags)
+
+
+def test_fast_dev_run_shapes_what_runs_use_without_overwriting_the_flags_given(tmp_path):
+    trainer = Trainer(fast_dev_run=2, max_epochs=5, limit_train_batches=10, default_root_dir=tmp_path)
+    assert (trainer.max_epochs, trainer.max_steps, trainer.limit_train_batches) == (1, 2, 2)
+    assert not trainer.enable_checkpointing and trainer.loggers == []
+    assert (trainer.config.max_epochs, trainer.config.limit_train_batches) == (5, 10)
+
+
+def test_setting_a_flag_on_the_trainer_validates_it(tmp_path):
+    trainer = Trainer(default_root_dir=tmp_path, logger=False)
+    trainer.accumulate_grad_batches = 4
+    assert trainer.accumulate_grad_batches == 4 and trainer.config.accumulate_grad_batches == 4
+    with pytest.raises(MisconfigurationError, match=r"accumulate_grad_batches=0 must be an int >= 1"):
+        trainer.accumulate_grad_batches = 0
+    assert trainer.accumulate_grad_batches == 4

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from engineering import Trainer
+from research import LightningModule
 from tests.helpers import QUIET, TinyModule, tiny_loader
 
 
@@ -22,3 +25,17 @@ def test_with_one_process_all_gather_returns_tensors_unchanged_and_print_prints(
     assert isinstance(gathered["pair"], tuple) and torch.equal(gathered["pair"][1], torch.tensor(1.5))
     assert gathered["name"] == "run"
     assert "rank zero says 2" in capsys.readouterr().out
+
+
+def test_tbptt_split_batch_splits_a_dataclass_batch_along_time():
+    @dataclasses.dataclass
+    class Sequences:
+        inputs: torch.Tensor
+        targets: torch.Tensor
+
+    batch = Sequences(torch.arange(12.0).reshape(2, 6), torch.arange(12.0).reshape(2, 6) * 10)
+    splits = LightningModule().tbptt_split_batch(batch, 2)
+    assert len(splits) == 3
+    assert all(isinstance(split, Sequences) for split in splits)
+    assert torch.equal(splits[1].inputs, batch.inputs[:, 2:4])
+    assert torch.equal(splits[2].targets, batch.targets[:, 4:6])

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from engineering.logging import MisconfigurationError
+from engineering.errors import MisconfigurationError
+from engineering.optimization.optimizers import calls_closure_once
+from research.nested import apply_to_collection
 
 _ALIASES = {
     "32": "32-true", "32-true": "32-true",
@@ -25,15 +27,6 @@ _ALIASES = {
     "16-true": "16-true", "bf16-true": "bf16-true",
 }
 PRECISIONS = sorted(set(_ALIASES.values()))
-
-# torch.optim's own optimizers, whose step() evaluates a closure exactly once; LBFGS re-evaluates it. Exact
-# classes only: a subclass may override step() and use the closure its own way.
-_CALLING_CLOSURE_ONCE = {
-    optimizer for optimizer in vars(torch.optim).values()
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
-    and optimizer not in (torch.optim.Optimizer, torch.optim.LBFGS)
-}
-
 
 def normalize_precision(precision: Any) -> str:
     name = _ALIASES.get(str(precision)) if isinstance(precision, (int, str)) else None
@@ -75,12 +68,13 @@ class Precision:
 
     def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None: ...
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
-        """Run the closure (forward, backward, clipping) and the step; return the closure's loss."""
-        if type(optimizer) in _CALLING_CLOSURE_ONCE:
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any] | None,
+                       **kwargs: Any) -> Any:
+        """Run the closure (forward, backward, clipping), if any, and the step; return the closure's loss."""
+        if calls_closure_once(optimizer):
             # These call the closure once, first thing in step(): calling it just before is the same computation,
             # without the grad-mode switch around it (a few µs a step). Others (LBFGS, custom ones) get it.
-            loss = closure()
+            loss = closure() if closure is not None else None
             optimizer.step(**kwargs)
             return loss
         return optimizer.step(closure=closure, **kwargs)
@@ -139,11 +133,12 @@ class MixedPrecision(Precision):
             self.scaler.unscale_(optimizer)
             self._unscaled.add(id(optimizer))
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any], **kwargs: Any) -> Any:
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any] | None,
+                       **kwargs: Any) -> Any:
         if self.scaler is None:
             return super().optimizer_step(optimizer, closure, **kwargs)
         # GradScaler cannot take a closure: run it (forward + backward) first, then step.
-        loss = closure()
+        loss = closure() if closure is not None else None
         if id(optimizer) not in self._unscaled:
             return loss  # no backward ran (training_step returned None): nothing to step or to learn from
         self.scaler.step(optimizer, **kwargs)
@@ -186,13 +181,8 @@ def _autocast_device(device_type: str) -> str:
 
 
 def _cast_floating(batch: Any, dtype: torch.dtype) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(dtype) if batch.is_floating_point() else batch
-    if isinstance(batch, dict):
-        return type(batch)({key: _cast_floating(value, dtype) for key, value in batch.items()})
-    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(_cast_floating(value, dtype) for value in batch)
-    return batch
+    """Every floating tensor in ``batch`` (nested collections, namedtuples and dataclasses too) as ``dtype``."""
+    return apply_to_collection(batch, torch.Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
 
 
 @contextlib.contextmanager

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from engineering.events import Callback
-from engineering.logging import MisconfigurationError
+from engineering.bus.callback import Callback
+from engineering.errors import MisconfigurationError
+from research.checkpoint_io import link_atomically
 
 _TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
@@ -36,7 +37,7 @@ class ModelCheckpoint(Callback):
     CHECKPOINT_NAME_LAST = "last"
     FILE_EXTENSION = ".ckpt"
     STARTING_VERSION = 1
-    is_monitor = True  # hears on_train_epoch_end after the module, so it sees what the module logged there
+    is_monitor = True  # its on_train_epoch_end runs after the module's, so it sees what the module logged there
 
     def __init__(
         self,
@@ -56,29 +57,12 @@ class ModelCheckpoint(Callback):
         save_on_train_epoch_end: bool | None = None,
         enable_version_counter: bool = True,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise MisconfigurationError(f"ModelCheckpoint(mode={mode!r}): use 'min' or 'max'.")
-        if save_last not in (None, True, False, "link"):
-            raise MisconfigurationError(f"ModelCheckpoint(save_last={save_last!r}): use True, False or 'link'.")
-        if save_top_k < -1:
-            raise MisconfigurationError(f"ModelCheckpoint(save_top_k={save_top_k}): use -1 (all), 0 (none) or more.")
-        if monitor is None and save_top_k not in (-1, 0, 1):
-            raise MisconfigurationError(
-                f"ModelCheckpoint(save_top_k={save_top_k}) ranks checkpoints by a metric: pass monitor='val_loss' "
-                "(or another logged metric), or use save_top_k=1 to keep the latest."
-            )
-        if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
-            every_n_epochs, every_n_train_steps = 1, 0
-        self._every_n_train_steps = every_n_train_steps or 0
-        self._every_n_epochs = every_n_epochs or 0
+        every_n_train_steps, every_n_epochs = _check_arguments(
+            mode, save_last, save_top_k, monitor, every_n_train_steps, every_n_epochs, train_time_interval
+        )
+        self._every_n_train_steps = every_n_train_steps
+        self._every_n_epochs = every_n_epochs
         self._train_time_interval = train_time_interval
-        if self._every_n_train_steps < 0 or self._every_n_epochs < 0:
-            raise MisconfigurationError("ModelCheckpoint: every_n_train_steps and every_n_epochs must be >= 0.")
-        if (self._every_n_train_steps > 0) + (self._every_n_epochs > 0) + (train_time_interval is not None) > 1:
-            raise MisconfigurationError(
-                f"ModelCheckpoint got every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs} "
-                f"and train_time_interval={train_time_interval}; choose one of them."
-            )
         self.dirpath = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
         self.filename = filename
         self.monitor = monitor
@@ -192,7 +176,7 @@ class ModelCheckpoint(Callback):
             if action == "save":
                 trainer.save_checkpoint(path, self.save_weights_only)
             elif trainer.is_global_zero and action == "link":
-                _link_atomically(target, path)
+                link_atomically(target, path)
             elif trainer.is_global_zero and action == "remove":
                 Path(path).unlink(missing_ok=True)
 
@@ -258,7 +242,7 @@ class ModelCheckpoint(Callback):
     # -- deciding ------------------------------------------------------------------------------
     @staticmethod
     def _not_saving_in(trainer: Any) -> bool:
-        return bool(trainer.fast_dev_run) or trainer.stage != "fit" or trainer.sanity_checking
+        return bool(trainer.fast_dev_run) or trainer.state.fn != "fit" or trainer.sanity_checking
 
     def _skip_saving(self, trainer: Any) -> bool:
         return self._not_saving_in(trainer) or self._last_global_step_saved == trainer.global_step
@@ -386,32 +370,28 @@ class ModelCheckpoint(Callback):
         return Path(self.dirpath).absolute() in previous_path.parents
 
 
-def _link_atomically(target: str, link: str) -> None:
-    """Point ``link`` at ``target`` (relative, so the directory can move); the old link is replaced in one rename."""
-    temporary = f"{link}.{os.getpid()}.link"
-    Path(temporary).unlink(missing_ok=True)
-    os.symlink(os.path.relpath(target, os.path.dirname(link)), temporary)
-    os.replace(temporary, link)
-
-
-class OnExceptionCheckpoint(Callback):
-    """Save ``<dirpath>/<filename>.ckpt`` when training raises; removed again after a run that succeeds."""
-
-    FILE_EXTENSION = ".ckpt"
-
-    def __init__(self, dirpath: str | os.PathLike, filename: str = "on_exception") -> None:
-        if not filename:
-            raise MisconfigurationError("OnExceptionCheckpoint(filename='') : give the file a name.")
-        self.dirpath = os.fspath(dirpath)
-        self.filename = filename
-
-    @property
-    def ckpt_path(self) -> str:
-        return os.path.join(self.dirpath, self.filename + self.FILE_EXTENSION)
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        trainer.save_checkpoint(self.ckpt_path)
-
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if trainer.status == "finished":  # tribus runs teardown after errors too: keep the file then
-            Path(self.ckpt_path).unlink(missing_ok=True)
+def _check_arguments(mode: str, save_last: Any, save_top_k: int, monitor: str | None, every_n_train_steps: int | None,
+                     every_n_epochs: int | None, train_time_interval: Any) -> tuple[int, int]:
+    """Refuse arguments that cannot work together; return (every_n_train_steps, every_n_epochs) with 0 for "never"."""
+    if mode not in ("min", "max"):
+        raise MisconfigurationError(f"ModelCheckpoint(mode={mode!r}): use 'min' or 'max'.")
+    if save_last not in (None, True, False, "link"):
+        raise MisconfigurationError(f"ModelCheckpoint(save_last={save_last!r}): use True, False or 'link'.")
+    if save_top_k < -1:
+        raise MisconfigurationError(f"ModelCheckpoint(save_top_k={save_top_k}): use -1 (all), 0 (none) or more.")
+    if monitor is None and save_top_k not in (-1, 0, 1):
+        raise MisconfigurationError(
+            f"ModelCheckpoint(save_top_k={save_top_k}) ranks checkpoints by a metric: pass monitor='val_loss' "
+            "(or another logged metric), or use save_top_k=1 to keep the latest."
+        )
+    if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
+        every_n_epochs, every_n_train_steps = 1, 0
+    steps, epochs = every_n_train_steps or 0, every_n_epochs or 0
+    if steps < 0 or epochs < 0:
+        raise MisconfigurationError("ModelCheckpoint: every_n_train_steps and every_n_epochs must be >= 0.")
+    if (steps > 0) + (epochs > 0) + (train_time_interval is not None) > 1:
+        raise MisconfigurationError(
+            f"ModelCheckpoint got every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs} "
+            f"and train_time_interval={train_time_interval}; choose one of them."
+        )
+    return steps, epochs

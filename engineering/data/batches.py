@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
 
-from engineering.logging import MisconfigurationError
+from engineering.errors import MisconfigurationError
 
 
 def as_loader_list(loaders: Any) -> list[Iterable[Any]]:

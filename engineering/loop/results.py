@@ -1,4 +1,4 @@
-"""What ``self.log`` does: keep values as tensors, reduce them per epoch, hand floats to loggers.
+"""The results store, what ``self.log`` writes to: values kept as tensors, reduced per epoch, floats for loggers.
 
 A logged tensor stays on its device until someone asks for a number: the logger flush (every
 ``log_every_n_steps``), the progress bar, or an epoch end. Nothing here calls ``.item()`` per log.
@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from engineering import events
+from engineering.errors import MisconfigurationError
+from engineering.loop.state import RunningStage
+from research.nested import collection_values
 
 # Logging defaults per hook, as in Lightning: hook → (on_step, on_epoch, whether on_step is allowed).
 _TRAIN_STEP_HOOKS = (
@@ -40,10 +45,6 @@ _FOLD_EVERY = 1024
 
 
 _METRIC_STATE = ("reduce", "on_step", "on_epoch", "prog_bar", "logger", "sync_dist", "total", "weight")
-
-
-class MisconfigurationError(ValueError):
-    """A Trainer, module or hook was configured in a way that cannot work; the message says the fix."""
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Results:
 
     def __init__(self, reduce_across_ranks: Any = None) -> None:
         self.hook: str | None = None
-        self.stage: str = "train"
+        self.stage: RunningStage = RunningStage.TRAINING  # whose epoch aggregates self.log adds to
         self.dataloader_idx: int | None = None
         self.batch: Any = None
         self._reduce_across_ranks = reduce_across_ranks
@@ -174,11 +175,11 @@ class Results:
                 self._publish_epoch_value(name, metric)
 
     # -- called by the loops ------------------------------------------------------------------
-    def start_epoch(self, stage: str) -> None:
+    def start_epoch(self, stage: RunningStage) -> None:
         """Forget the epoch aggregates of ``stage``; keep what callbacks already saw."""
         self._epoch_metrics[stage] = {}
 
-    def end_epoch(self, stage: str) -> None:
+    def end_epoch(self, stage: RunningStage) -> None:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
         for name, metric in self._epoch_metrics.get(stage, {}).items():
             self._publish_epoch_value(name, metric)
@@ -186,17 +187,20 @@ class Results:
     def state_dict(self) -> dict[str, Any]:
         """The training epoch's running aggregates, so a run resumed mid-epoch reduces over the whole epoch."""
         state = {}
-        for name, metric in self._epoch_metrics.get("train", {}).items():
+        for name, metric in self._epoch_metrics.get(RunningStage.TRAINING, {}).items():
             metric.compute()  # folds what is pending into total and weight
             state[name] = {field: getattr(metric, field) for field in _METRIC_STATE}
-        return {"train": state}
+        return {RunningStage.TRAINING.value: state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._epoch_metrics["train"] = {name: _Metric(**values) for name, values in state.get("train", {}).items()}
+        self._epoch_metrics[RunningStage.TRAINING] = {
+            name: _Metric(**values) for name, values in state.get(RunningStage.TRAINING.value, {}).items()
+        }
 
-    def epoch_keys(self, stage: str) -> list[str]:
+    def epoch_keys(self, stage: RunningStage) -> list[str]:
         """The callback_metrics keys holding ``stage``'s epoch values."""
-        return [f"{name}_epoch" if metric.on_step else name for name, metric in self._epoch_metrics.get(stage, {}).items()]
+        metrics = self._epoch_metrics.get(stage, {})
+        return [f"{name}_epoch" if metric.on_step else name for name, metric in metrics.items()]
 
     def take_unlogged(self, kind: str) -> dict[str, torch.Tensor]:
         """The ``kind`` ("step" or "epoch") values logged since the last flush; the caller sends them on."""
@@ -273,16 +277,11 @@ def _reduction(name: str, reduce_fx: Any) -> str:
 
 
 def _infer_batch_size(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0] if batch.dim() else 1
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            size = _infer_batch_size(item)
-            if size:
-                return size
-    return 1
+    """The first dimension of the first tensor in ``batch`` (1 for a scalar, or when there is no tensor)."""
+    first = next(collection_values(batch, torch.Tensor), None)
+    if first is None:
+        return 1
+    return first.shape[0] if first.dim() else 1
 
 
 def _to_float(value: Any) -> float:
@@ -303,3 +302,16 @@ def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         for index, value in zip(indices, values):
             floats[index] = value
     return dict(zip(keys, floats))
+
+
+def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None) -> None:
+    """Send the ``kind`` ("step" or "epoch") values logged since the last flush to the loggers, as floats."""
+    unlogged = trainer.results.take_unlogged(kind)
+    if not unlogged or trainer.sanity_checking:
+        return
+    trainer.results.logged_metrics.update(unlogged)
+    if events.log_metrics.receivers and trainer.is_global_zero:
+        metrics = metrics_to_floats(unlogged)  # the one host sync of a flush
+        metrics.setdefault("epoch", trainer.progress.epoch)
+        step = trainer.progress.batches_that_stepped if step is None else step
+        trainer.emit(events.log_metrics, metrics=metrics, step=step)

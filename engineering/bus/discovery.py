@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from engineering.logging import MisconfigurationError
+from engineering.errors import MisconfigurationError
 
 ENTRY_POINT_GROUP = "tribus.callbacks"
 ENVIRONMENT_VARIABLE = "TRIBUS_CALLBACKS"

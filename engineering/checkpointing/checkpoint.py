@@ -3,7 +3,7 @@
 Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``, ``lr_schedulers``,
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
 class names) so a Lightning checkpoint loads here; tribus adds ``format_version``, ``progress`` (the whole
-``loops.Progress``), ``rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum,
+``loop.state.Progress``), ``rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum,
 safe load) is ``research.checkpoint_io``; ModelCheckpoint is in ``engineering.model_checkpoint``.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from engineering import events
-from engineering.data import stateful_part
-from engineering.logging import MisconfigurationError
-from engineering.model_checkpoint import OnExceptionCheckpoint
+from engineering.data.batches import stateful_part
+from engineering.errors import MisconfigurationError
+from engineering.checkpointing.on_exception import OnExceptionCheckpoint
 from engineering.strategies.environment import under_slurm
 from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomically
 
@@ -86,14 +86,9 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         checkpoint["train_dataloader_state"] = stateful.state_dict()
     if datamodule is not None:
         datamodule.on_save_checkpoint(checkpoint)
-    responses = trainer.emit(events.on_save_checkpoint, checkpoint=checkpoint)
-    if not _module_heard(responses):  # outside a run nothing is connected; the module still hears it
-        module.on_save_checkpoint(checkpoint)
+    trainer.emit(events.on_save_checkpoint, checkpoint=checkpoint)  # the callbacks, then the module
+    module.on_save_checkpoint(checkpoint)
     return checkpoint
-
-
-def _module_heard(responses: list[tuple[Any, Any]]) -> bool:
-    return any(getattr(receiver, "is_module_hook", False) for receiver, _ in responses)
 
 
 def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
@@ -109,9 +104,8 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
         )
     if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
         datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
-    responses = trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)
-    if not _module_heard(responses):
-        module.on_load_checkpoint(checkpoint)
+    trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)  # the callbacks, then the module
+    module.on_load_checkpoint(checkpoint)
     if datamodule is not None:
         datamodule.on_load_checkpoint(checkpoint)
     trainer.strategy.load_module_state_dict(module, checkpoint["state_dict"])

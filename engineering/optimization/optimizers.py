@@ -1,8 +1,7 @@
-"""Optimizers and schedulers: parsing ``configure_optimizers``, the automatic step, scheduler stepping."""
+"""Optimizers and schedulers: parsing ``configure_optimizers``, the optimizer wrapper, stepping schedulers."""
 
 from __future__ import annotations
 
-import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -12,9 +11,9 @@ from typing import Any
 import torch
 
 from engineering import events
-from engineering.logging import MisconfigurationError
+from engineering.bus.callback import overrides
+from engineering.errors import MisconfigurationError
 from research import LightningModule
-from research.module import apply_to_collection
 
 _SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
 
@@ -59,19 +58,20 @@ class LightningOptimizer:
         return f"LightningOptimizer({self._optimizer!r})"
 
     def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
-        """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step."""
+        """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step; count it in
+        ``global_step``. Manual optimization calls this; so does an overridden ``optimizer_step``."""
         trainer = self._trainer()
         module = trainer.lightning_module
         automatic = module.automatic_optimization
         # The default hook clips only when gradient_clip_val is set: without either, skip the call.
-        clips = automatic and (trainer.gradient_clip_val or _overrides_clipping(type(module)))
+        clips = automatic and (trainer.gradient_clip_val or overrides(type(module), LightningModule,
+                                                                      "configure_gradient_clipping"))
 
         def closure_then_clip() -> Any:
             loss = closure() if closure is not None else None
             if loss is not None or not automatic:  # a backward ran: hooks see true gradients
                 trainer.strategy.precision.unscale_gradients(self._optimizer)
-            if events.on_before_optimizer_step.receivers:  # an event nobody listens to costs not even a call
-                trainer.emit(events.on_before_optimizer_step, optimizer=self._optimizer)
+            trainer.hooks(events.on_before_optimizer_step, optimizer=self._optimizer)
             if clips:
                 module.configure_gradient_clipping(
                     self._optimizer, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
@@ -81,11 +81,6 @@ class LightningOptimizer:
         result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
         trainer.progress.global_step += 1
         return result
-
-
-@functools.cache
-def _overrides_clipping(module_class: type) -> bool:
-    return module_class.configure_gradient_clipping is not LightningModule.configure_gradient_clipping
 
 
 def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[LRSchedulerConfig]]:
@@ -193,80 +188,6 @@ def loss_from(outputs: Any) -> torch.Tensor | None:
     return loss
 
 
-class AutomaticStep:
-    """One batch of automatic optimization, in Lightning's order.
-
-    training_step → (first batch of the window) on_before_zero_grad, optimizer_zero_grad →
-    backward(loss / accumulate_grad_batches) → (last batch of the window) optimizer_step, which runs
-    the above as its closure, then on_before_optimizer_step → clipping → the step itself.
-
-    Built once per epoch, so that what cannot change between batches (the optimizer, the step functions
-    with their profiling and precision context) is looked up once, not on every batch.
-    """
-
-    def __init__(self, trainer: Any, module: Any, training_step: Callable[..., Any]) -> None:
-        profiler = trainer.profiler
-        self.trainer = trainer
-        self.optimizer = trainer.lightning_optimizers[0]
-        self.accumulate = trainer.accumulate_grad_batches
-        self.training_step = training_step
-        self.zero_grad = profiler.timed("zero_grad", module.optimizer_zero_grad)
-        self.backward = profiler.timed("backward", trainer.strategy.backward)
-        self.optimizer_step = profiler.timed("optimizer_step", module.optimizer_step)
-        self.block_gradient_sync = trainer.strategy.block_gradient_sync
-
-    def __call__(self, batch: Any, batch_idx: int, window_start: bool, window_end: bool, *step_args: Any) -> Any:
-        """Run the batch; return what training_step returned. ``step_args`` follow batch and batch_idx in the
-        call to training_step (the hidden state, in truncated backpropagation through time)."""
-        trainer, optimizer, accumulate = self.trainer, self.optimizer, self.accumulate
-        epoch = trainer.progress.epoch
-        ran: list[Any] = []
-
-        def closure() -> torch.Tensor | None:
-            trainer.results.hook = "training_step"
-            outputs = self.training_step(batch, batch_idx, *step_args)
-            loss = loss_from(outputs)
-            ran.append(outputs)
-            if window_start:
-                if events.on_before_zero_grad.receivers:  # an event nobody listens to costs not even a call
-                    trainer.emit(events.on_before_zero_grad, optimizer=optimizer.optimizer)
-                self.zero_grad(epoch, batch_idx, optimizer)
-            if loss is not None:
-                self.backward(loss / accumulate if accumulate > 1 else loss, optimizer)
-            return loss
-
-        if not window_end:
-            with self.block_gradient_sync():
-                closure()
-        else:
-            trainer.results.hook = "optimizer_step"  # self.log may be called there, before the closure runs
-            self.optimizer_step(epoch, batch_idx, optimizer, closure)
-            if not ran:
-                raise MisconfigurationError(
-                    "optimizer_step was overridden without running the closure. Call "
-                    "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
-                )
-        return ran[-1]
-
-
-def train_through_time(step: AutomaticStep, module: Any, batch: Any, batch_idx: int) -> list[Any]:
-    """Truncated backpropagation through time: split the batch along time with ``module.tbptt_split_batch``, and
-    take one optimizer step per split. Each split's training_step gets the hidden state the previous one
-    returned (None for the first), detached, so gradients stop at the split boundary."""
-    hiddens = None
-    outputs = []
-    for split in module.tbptt_split_batch(batch, module.truncated_bptt_steps):
-        split_outputs = step(split, batch_idx, True, True, hiddens)
-        if not isinstance(split_outputs, Mapping) or "hiddens" not in split_outputs:
-            raise MisconfigurationError(
-                "With truncated_bptt_steps set, training_step must return a dict with the hidden state for the "
-                "next split: `return {'loss': loss, 'hiddens': hiddens}` (hiddens may be None)."
-            )
-        hiddens = apply_to_collection(split_outputs["hiddens"], torch.Tensor, torch.Tensor.detach)
-        outputs.append(split_outputs)
-    return outputs
-
-
 def check_truncated_bptt(module: Any, accumulate_grad_batches: int) -> None:
     """Fail at fit start, not mid-epoch, when truncated_bptt_steps cannot work as configured."""
     steps = module.truncated_bptt_steps
@@ -339,3 +260,45 @@ def step_schedulers(trainer: Any, interval: str, index: int, plateau: bool) -> N
                     )
                 continue
         module.lr_scheduler_step(config.scheduler, metric)
+
+
+# torch.optim's own optimizers, whose step() evaluates a closure exactly once; LBFGS re-evaluates it. Exact
+# classes only: a subclass may override step() and use the closure its own way.
+_CALLING_CLOSURE_ONCE = frozenset(
+    optimizer for optimizer in vars(torch.optim).values()
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    and optimizer not in (torch.optim.Optimizer, torch.optim.LBFGS)
+)
+
+
+def calls_closure_once(optimizer: Any) -> bool:
+    """Whether ``optimizer.step(closure)`` calls the closure exactly once, first: then running the closure's
+    work just before ``step()`` is the same computation, without a closure."""
+    return type(optimizer) in _CALLING_CLOSURE_ONCE
+
+
+def set_up_optimizers(trainer: Any, model: Any) -> None:
+    """Call ``configure_optimizers`` and check that what it returned can train ``model`` under the Trainer's flags."""
+    trainer.results.hook = "configure_optimizers"
+    optimizers, schedulers = parse_optimizers(model.configure_optimizers())
+    if model.automatic_optimization and len(optimizers) > 1:
+        raise MisconfigurationError(
+            f"configure_optimizers returned {len(optimizers)} optimizers, but automatic optimization steps "
+            "one. Set `self.automatic_optimization = False` in __init__ and step each optimizer in "
+            "training_step (see manual optimization)."
+        )
+    if not model.automatic_optimization and trainer.accumulate_grad_batches > 1:
+        raise MisconfigurationError(
+            f"accumulate_grad_batches={trainer.accumulate_grad_batches} does not apply in manual optimization. "
+            "Remove it and step the optimizers every N batches in training_step yourself."
+        )
+    if not model.automatic_optimization and trainer.gradient_clip_val:
+        raise MisconfigurationError(
+            "gradient_clip_val does not apply in manual optimization. Remove it and call "
+            "self.clip_gradients(optimizer, gradient_clip_val=...) in training_step."
+        )
+    if model.truncated_bptt_steps:
+        check_truncated_bptt(model, trainer.accumulate_grad_batches)
+    trainer.optimizers = optimizers
+    trainer.lightning_optimizers = [LightningOptimizer(optimizer, trainer) for optimizer in optimizers]
+    trainer.lr_scheduler_configs = schedulers

@@ -1,0 +1,112 @@
+"""``Callback``, the base of every subscriber, and how its hooks become receivers of the bus.
+
+Its no-op hook methods are generated from the event table in ``engineering/events.py``, so the list of hooks
+is written once. Only the hooks a subclass overrides are connected, each checked when it connects.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from engineering.events import HOOK_EVENTS, Event
+
+
+class Callback:
+    """Override any hook named in ``engineering.events.HOOK_EVENTS``; only overridden hooks are subscribed.
+
+    Every hook gets Lightning's arguments in Lightning's order, ``hook(trainer, pl_module, *payload)``, so a
+    Lightning 2.x callback runs unchanged.
+    """
+
+    #: A monitoring callback (early stopping, checkpointing) decides from the epoch's metrics: its
+    #: ``on_train_epoch_end`` runs after the module's, so it sees what the module logged there (as in Lightning).
+    is_monitor: ClassVar[bool] = False
+
+    def listens_to(self, hook: str) -> bool:
+        """Whether to subscribe this overridden ``hook`` for the run about to start (always, unless a subclass
+        knows it has nothing to do there: a per-batch hook left unsubscribed costs nothing per batch)."""
+        return True
+
+    @property
+    def state_key(self) -> str:
+        """The key of this callback's state in a checkpoint; include arguments that tell instances apart."""
+        return type(self).__qualname__
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return f"{type(self).__qualname__}{repr(kwargs)}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+def _no_op_hook(event: Event) -> Callable[..., None]:
+    def hook(self: Callback, trainer: Any, pl_module: Any, *payload: Any) -> None:
+        return None
+
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                  for name in ("self", "trainer", "pl_module", *event.payload)]
+    if event.payload[-1:] == ("dataloader_idx",):  # one dataloader: Lightning passes 0
+        parameters[-1] = parameters[-1].replace(default=0)
+    hook.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    hook.__name__ = event.name
+    hook.__qualname__ = f"Callback.{event.name}"
+    hook.__doc__ = f"Called when {event.__doc__}."
+    return hook
+
+
+for _event in HOOK_EVENTS.values():
+    setattr(Callback, _event.name, _no_op_hook(_event))
+
+
+@functools.cache
+def overrides(subclass: type, base: type, name: str) -> bool:
+    """Whether ``subclass`` defines its own ``name`` rather than ``base``'s: the one override check."""
+    return getattr(subclass, name, None) is not getattr(base, name, None)
+
+
+def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
+    """The bound hook methods of ``obj`` that override ``base``'s no-op, with their events."""
+    cls = type(obj)
+    return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items()
+            if hasattr(cls, name) and overrides(cls, base, name)]
+
+
+def callback_receiver(event: Event, hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Adapt a Lightning-style callback hook ``hook(trainer, pl_module, *payload)`` to a receiver.
+
+    A hook whose parameters have the payload's names (Lightning's: ``pl_module``, ``outputs``, ``batch``, …) is
+    its own receiver: blinker passes the payload by name, and no adapter runs in between.
+    """
+    check_arity(event, hook, leading=2)
+    if _takes_payload_by_name(event, hook):
+        return hook
+
+    def receive(trainer: Any, **payload: Any) -> Any:
+        return hook(trainer, *payload.values())
+
+    receive.__qualname__ = getattr(hook, "__qualname__", repr(hook))
+    return receive
+
+
+def _takes_payload_by_name(event: Event, hook: Callable[..., Any]) -> bool:
+    names = ["pl_module", *event.payload]
+    parameters = list(inspect.signature(hook).parameters.values())[: len(names) + 1]
+    by_name = all(parameter.kind is parameter.POSITIONAL_OR_KEYWORD for parameter in parameters)
+    return by_name and [parameter.name for parameter in parameters[1:]] == names
+
+
+def check_arity(event: Event, hook: Callable[..., Any], leading: int) -> None:
+    """Reject a hook that cannot take the event's arguments now, not when the event first fires."""
+    try:
+        inspect.signature(hook).bind(*range(leading + len(event.payload)))
+    except TypeError as mismatch:
+        expected = ["trainer", "pl_module"][:leading] + list(event.payload)
+        raise TypeError(
+            f"{getattr(hook, '__qualname__', hook)} cannot receive {event.name}({', '.join(expected)}): "
+            f"{mismatch}. Give it that signature."
+        ) from None

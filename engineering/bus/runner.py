@@ -1,0 +1,87 @@
+"""The hook runner: who hears each hook of a run, and in which order. Built once when a run starts.
+
+    hooks(event, **payload):
+        the callbacks, in list order          over the bus (blinker), with sender=trainer
+        the module's own hook                 a direct call; its return value is the answer (-1 ends an epoch)
+        at on_train_epoch_end only: the monitoring callbacks (Callback.is_monitor), directly, after the module
+
+The bus only notifies; whatever steers the loop is called here directly, in an order written down once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engineering import events
+from engineering.bus.callback import Callback, callback_receiver, check_arity, overridden_hooks
+from engineering.events import Event
+from research import LightningModule
+
+
+class HookRunner:
+    """Calls the hooks of one run for ``trainer``: callbacks over the bus, the module's hooks directly."""
+
+    def __init__(self, trainer: Any, module: LightningModule) -> None:
+        self._trainer = trainer
+        self._module = module
+        profiler = trainer.profiler
+        self._module_hooks: dict[Event, Callable[..., Any]] = {}
+        for event, hook in overridden_hooks(module, LightningModule):
+            check_arity(event, hook, leading=0)
+            self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", hook)
+        self._monitors: list[Callable[..., Any]] = []
+        self._connections: list[tuple[Event, Callable[..., Any]]] = []
+        for callback in trainer.callbacks:
+            for event, hook in overridden_hooks(callback, Callback):
+                if not callback.listens_to(event.name):
+                    continue
+                receiver = profiler.timed(f"[Callback]{type(callback).__qualname__}.{event.name}",
+                                          callback_receiver(event, hook))
+                if callback.is_monitor and event is events.on_train_epoch_end:
+                    self._monitors.append(receiver)
+                else:
+                    self._connections.append((event, receiver))
+        for logger in trainer.loggers:
+            self._connections.append((events.log_metrics, _logger_receiver(logger.log_metrics)))
+            self._connections.append((events.log_hyperparams, _logger_receiver(logger.log_hyperparams)))
+        for event, receiver in self._connections:
+            event.connect(receiver, sender=trainer, weak=False)
+
+    def heard(self, event: Event) -> bool:
+        """Whether anyone hears ``event``: an event nobody hears costs its caller not even a call."""
+        return bool(event.receivers) or event in self._module_hooks
+
+    def __call__(self, event: Event, **payload: Any) -> Any:
+        """Run ``event``'s hooks in Lightning's order; return what the module's hook returned (None without one)."""
+        trainer = self._trainer
+        results = trainer.results
+        # self.log inside a hook needs to know which hook it is in; a hook may itself run another.
+        outer, results.hook = results.hook, event.name
+        try:
+            if event.receivers:
+                event.send(trainer, pl_module=self._module, **payload)
+            module_hook = self._module_hooks.get(event)
+            answer = module_hook(*payload.values()) if module_hook is not None else None
+            if event is events.on_train_epoch_end:
+                for monitor in self._monitors:
+                    monitor(trainer, pl_module=self._module)
+            return answer
+        finally:
+            results.hook = outer
+
+    def disconnect(self) -> None:
+        """Leave the bus as the run found it; called in the run's ``finally``."""
+        for event, receiver in self._connections:
+            # From every sender: blinker forgets a receiver only when disconnected from all of them.
+            event.disconnect(receiver)
+        self._connections.clear()
+        self._monitors.clear()
+
+
+def _logger_receiver(method: Callable[..., Any]) -> Callable[..., Any]:
+    def receive(trainer: Any, pl_module: Any, **payload: Any) -> Any:
+        return method(*payload.values())
+
+    receive.__qualname__ = getattr(method, "__qualname__", repr(method))
+    return receive

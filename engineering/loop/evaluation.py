@@ -1,0 +1,130 @@
+"""The evaluation loops: validation (also inside fit, and as the sanity check), test, and predict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from engineering import events
+from engineering.data.batches import with_last_flag
+from engineering.data.transfer import batch_mover
+from engineering.loop.results import flush_logged_metrics, metrics_to_floats
+from engineering.loop.state import RunningStage
+
+_STAGE_EVENTS = {
+    prefix: {name: getattr(events, f"on_{prefix}_{name}")
+             for name in ("start", "end", "epoch_start", "epoch_end", "batch_start", "batch_end")}
+    for prefix in ("validation", "test", "predict")
+}
+
+
+def step_function(trainer: Any, action: str, step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` under the precision's forward context, timed as ``action`` by the profiler. Where neither
+    applies (full precision, no profiler), ``step`` itself: the loops call it with no wrapper in between."""
+    return trainer.profiler.timed(action, trainer.strategy.precision.wrap_step(step))
+
+
+def run_sanity_check(trainer: Any) -> None:
+    trainer.state.stage = RunningStage.SANITY_CHECKING
+    trainer.hooks(events.on_sanity_check_start)
+    run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.val_dataloaders, trainer.num_sanity_val_batches)
+    trainer.hooks(events.on_sanity_check_end)
+    trainer.results.reset()
+    trainer.state.stage = RunningStage.TRAINING
+
+
+def run_validation_in_fit(trainer: Any) -> None:
+    with trainer.profiler.profile("validation"):
+        run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+    trainer.results.stage = trainer.state.stage = RunningStage.TRAINING
+
+
+def run_evaluation(
+    trainer: Any, stage: RunningStage, loaders: list[Any], limits: list[float]
+) -> list[dict[str, float]]:
+    """One pass over validation or test data.
+
+        on_{stage}_model_eval
+        on_{stage}_start; on_{stage}_epoch_start
+        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end
+        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end
+    Returns one dict of epoch metrics per dataloader.
+    """
+    module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
+    prefix = stage.hook_prefix
+    stage_events = _STAGE_EVENTS[prefix]
+    step_name = f"{prefix}_step"
+    step = step_function(trainer, step_name, getattr(module, step_name))
+    several = len(loaders) > 1
+    store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
+    getattr(module, f"on_{prefix}_model_eval")()
+    trainer.state.stage = stage
+    results.stage = store
+    results.start_epoch(store)
+    hooks(stage_events["start"])
+    hooks(stage_events["epoch_start"])
+    move = batch_mover(trainer)
+    with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"):
+        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            results.dataloader_idx = dataloader_idx if several else None
+            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+                batch = move(batch, dataloader_idx)
+                results.batch = batch
+                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+                results.hook = step_name
+                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                      dataloader_idx=dataloader_idx)
+    results.dataloader_idx = None
+    results.end_epoch(store)
+    hooks(stage_events["epoch_end"])
+    flush_logged_metrics(trainer, "epoch")
+    hooks(stage_events["end"])
+    getattr(module, f"on_{prefix}_model_train")()
+    return _metrics_per_dataloader(results, store, len(loaders))
+
+
+def _metrics_per_dataloader(results: Any, store: RunningStage, count: int) -> list[dict[str, float]]:
+    logged = results.epoch_keys(store)
+    values = metrics_to_floats({key: results.callback_metrics[key] for key in logged})
+    per_loader = []
+    for dataloader_idx in range(count):
+        suffix = f"/dataloader_idx_{dataloader_idx}"
+        per_loader.append(
+            {key: value for key, value in values.items() if "/dataloader_idx_" not in key or key.endswith(suffix)}
+        )
+    return per_loader
+
+
+def _no_grad(trainer: Any) -> Any:
+    use_inference_mode = trainer.inference_mode and trainer.strategy.supports_inference_mode
+    return torch.inference_mode() if use_inference_mode else torch.no_grad()
+
+
+def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
+    """on_predict_start → per batch: on_predict_batch_start, predict_step, on_predict_batch_end → on_predict_end."""
+    module, hooks = trainer.lightning_module, trainer.hooks
+    stage_events = _STAGE_EVENTS["predict"]
+    several = len(loaders) > 1
+    module.on_predict_model_eval()
+    trainer.state.stage = RunningStage.PREDICTING
+    hooks(stage_events["start"])
+    hooks(stage_events["epoch_start"])
+    predictions: list[list[Any]] = [[] for _ in loaders]
+    step = step_function(trainer, "predict_step", module.predict_step)
+    move = batch_mover(trainer)
+    with _no_grad(trainer):
+        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+                batch = move(batch, dataloader_idx)
+                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                if keep:
+                    predictions[dataloader_idx].append(outputs)
+                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                      dataloader_idx=dataloader_idx)
+    hooks(stage_events["epoch_end"])
+    hooks(stage_events["end"])
+    return predictions if several else predictions[0]

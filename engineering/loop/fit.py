@@ -1,0 +1,325 @@
+"""The fit loop: epochs, training batches, and one training step, read top to bottom in this file.
+
+``run_fit`` holds the epochs, ``run_training_epoch`` the batches, ``TrainingStep`` one batch of automatic
+optimization. Stop conditions and the validation schedule are in ``loop/schedule.py``; the evaluation loops
+in ``loop/evaluation.py``. Hooks go through ``trainer.hooks`` (``bus/runner.py``): the callbacks hear them
+over the bus, then the module's own hook is called directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from engineering import events
+from engineering.bus.callback import overrides
+from engineering.checkpointing.checkpoint import restore_rng_states, stop_for_preemption, write_requested_checkpoints
+from engineering.data.batches import epoch_batches
+from engineering.data.transfer import batch_mover, unchanged
+from engineering.errors import MisconfigurationError
+from engineering.loop import schedule
+from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit, step_function
+from engineering.loop.results import flush_logged_metrics
+from engineering.loop.state import RunningStage
+from engineering.optimization.optimizers import batch_end_outputs, calls_closure_once, loss_from, step_schedulers
+from engineering.profiler import PassThroughProfiler
+from research import LightningModule
+from research.nested import apply_to_collection
+
+
+def run_fit(trainer: Any, rng_states: dict[str, Any] | None) -> None:
+    """Train until an epoch, step or time limit, or until someone sets ``trainer.should_stop``.
+
+        on_fit_start
+        sanity check: validation over num_sanity_val_steps batches; its metrics are dropped (not when resuming)
+        on_train_start
+        while epochs remain:
+            on_train_epoch_start
+            for batch_idx, batch in the training batches (from progress.batch_idx when resuming,
+                                                          skipped without being read):
+                batch → device                     on_before_batch_transfer, transfer_batch_to_device, …
+                on_train_batch_start               the module returning -1 ends the epoch
+                automatic optimization             TrainingStep: training_step, zero_grad, backward, clip,
+                                                   optimizer step, step-interval schedulers (once per time
+                                                   split with truncated_bptt_steps)
+                or manual: training_step           the module steps its own optimizers
+                on_train_batch_end
+                metrics to loggers every log_every_n_steps
+                validation, when val_check_interval says so; then plateau schedulers
+                the batch is complete: write the checkpoints ModelCheckpoint asked for during it
+                preempted (SIGTERM)? save, exit
+                stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
+            epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers
+            epoch += 1; the epoch is complete: write requested checkpoints; preempted? save, exit
+        on_train_end
+        on_fit_end
+
+    Checkpoints are written only where a batch or an epoch is complete, so that resuming from one repeats
+    nothing and skips nothing. ``rng_states`` (from the checkpoint resumed, if any) are put back at the
+    matching point: before the epoch when the checkpoint was written between epochs, else once the epoch's
+    data iterator exists.
+    """
+    progress, hooks, results = trainer.progress, trainer.hooks, trainer.results
+    module = trainer.lightning_module
+    hooks(events.on_fit_start)
+    if schedule.sanity_check_due(trainer):
+        run_sanity_check(trainer)
+    module.train()
+    hooks(events.on_train_start)
+    started = time.monotonic()
+    while not schedule.fit_done(trainer):
+        if rng_states is not None and progress.batch_idx == 0:
+            restore_rng_states(rng_states)
+            rng_states = None
+        if progress.batch_idx == 0:  # a run resumed mid-epoch keeps the aggregates its checkpoint restored
+            results.start_epoch(RunningStage.TRAINING)
+        results.stage = RunningStage.TRAINING
+        hooks(events.on_train_epoch_start)
+        ran_last_batch = run_training_epoch(trainer, started, rng_states)
+        rng_states = None
+        _end_training_epoch(trainer, ran_last_batch)
+    hooks(events.on_train_end)
+    hooks(events.on_fit_end)
+
+
+def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
+    progress, results = trainer.progress, trainer.results
+    results.stage = RunningStage.TRAINING
+    results.end_epoch(RunningStage.TRAINING)
+    trainer.hooks(events.on_train_epoch_end)
+    if ran_last_batch and trainer.lightning_module.automatic_optimization:
+        step_schedulers(trainer, "epoch", progress.epoch, plateau=True)
+    results.take_unlogged("step")  # step values not flushed by now are never logged (Lightning)
+    flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
+    progress.epoch += 1
+    progress.batch_idx = 0
+    write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)
+    if schedule.preemption_agreed(trainer, every=1):
+        stop_for_preemption(trainer)
+
+
+def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None) -> bool:
+    """One epoch of training batches; returns whether its last batch ran."""
+    progress, hooks, module = trainer.progress, trainer.hooks, trainer.lightning_module
+    automatic = module.automatic_optimization
+    accumulate, log_every = trainer.accumulate_grad_batches, trainer.log_every_n_steps  # read once an epoch
+    batch_start_heard = hooks.heard(events.on_train_batch_start)
+    batch_end_heard = hooks.heard(events.on_train_batch_end)
+    step = (TrainingStep(trainer) if automatic
+            else step_function(trainer, "training_step", trainer.strategy.training_step_callable()))
+    through_time = automatic and module.truncated_bptt_steps > 0
+    move = batch_mover(trainer)
+    profiling = not isinstance(trainer.profiler, PassThroughProfiler)
+    validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
+    batches = epoch_batches(
+        trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
+        progress.batch_idx, trainer.strategy.process_dataloader,
+    )
+    if profiling:
+        batches = schedule.timed_fetches(batches, trainer.profiler.profile)
+    if rng_states is not None:  # resuming mid-epoch: the random state the checkpoint saw after its last batch
+        restore_rng_states(rng_states)
+
+    for batch_idx, batch, is_last in batches:
+        if move is not unchanged or profiling:  # the no-op transfer is skipped unless it is being timed
+            with trainer.profiler.profile("batch_transfer"):
+                batch = move(batch, 0)
+        trainer.results.batch = batch
+        if batch_start_heard:  # an event nobody hears costs not even a call
+            if hooks(events.on_train_batch_start, batch=batch, batch_idx=batch_idx) == -1:
+                return False
+        window_start, window_end = accumulation_window(batch_idx, accumulate, is_last)
+        if through_time:
+            outputs = train_through_time(step, module, batch, batch_idx, is_last)
+        elif automatic:
+            outputs = step(batch, batch_idx, window_start, window_end, is_last)
+        else:
+            trainer.results.hook = "training_step"
+            outputs = step(batch, batch_idx)
+        progress.batch_idx = batch_idx + 1
+        progress.total_batch_idx += 1
+        if batch_end_heard:  # only then are the outputs detached and copied for it
+            outputs = batch_end_outputs(outputs, automatic, accumulate)
+            hooks(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
+        if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
+            flush_logged_metrics(trainer, "step")
+
+        if _end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
+            return is_last
+    return True
+
+
+def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
+                  checkpointers: list[Any]) -> bool:
+    """Validation when due, plateau schedulers, requested checkpoints, preemption; returns whether the epoch ends."""
+    progress, module = trainer.progress, trainer.lightning_module
+    stopping = schedule.epoch_must_end(trainer, started)
+    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping):
+        if window_end:
+            module.on_validation_model_zero_grad()  # free gradient memory during validation
+        run_validation_in_fit(trainer)
+        stopping = stopping or schedule.epoch_must_end(trainer, started)  # EarlyStopping decided in validation
+    if window_end and module.automatic_optimization and trainer.lr_scheduler_configs:
+        step_schedulers(trainer, "step", batch_idx, plateau=True)  # plateau ones follow what validation logged
+    if window_end:  # after validation: Lightning logs validation at the step it followed
+        progress.batches_that_stepped += 1
+    if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
+        write_requested_checkpoints(trainer, checkpointers)
+        if window_end and schedule.preemption_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS):
+            stop_for_preemption(trainer)  # never mid-window
+    return stopping
+
+
+def accumulation_window(batch_idx: int, accumulate_grad_batches: int, is_last: bool) -> tuple[bool, bool]:
+    """Whether this batch starts an accumulation window (zero the gradients) and whether it ends one (step).
+    The one place that decides; an epoch's last batch always ends its window."""
+    return batch_idx % accumulate_grad_batches == 0, (batch_idx + 1) % accumulate_grad_batches == 0 or is_last
+
+
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+class TrainingStep:
+    """One batch of automatic optimization, in Lightning's order:
+
+        training_step                     under the precision's forward context (autocast)
+        zero the gradients                first batch of an accumulation window: on_before_zero_grad, zero_grad
+        backward(loss / accumulate)       the loss scaled for fp16; on_before_backward, backward, on_after_backward
+        ---- last batch of the window only ----
+        unscale the gradients             fp16 with a GradScaler: hooks and clipping see the true gradients
+        on_before_optimizer_step
+        clip                              when gradient_clip_val is set or configure_gradient_clipping overridden
+        optimizer step                    a GradScaler skips it on inf/nan; then global_step += 1
+        step-interval schedulers; at the epoch's last batch, epoch-interval ones (not ReduceLROnPlateau)
+
+    The module's ``optimizer_zero_grad`` and ``backward`` hooks are called only when overridden; otherwise
+    their default (``zero_grad(set_to_none=True)``, ``loss.backward()``) runs right here. When the module
+    overrides ``optimizer_step``, or the optimizer's ``step()`` must call a closure itself (LBFGS), everything
+    above the line becomes the closure that ``optimizer_step`` hands to ``optimizer.step(closure)``, as in
+    Lightning. Built once per epoch: what cannot change between batches is looked up once.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        module, strategy, profiler, hooks = trainer.lightning_module, trainer.strategy, trainer.profiler, trainer.hooks
+        cls = type(module)
+        self.trainer, self.module, self.hooks, self.progress = trainer, module, hooks, trainer.progress
+        self.optimizer = trainer.lightning_optimizers[0]
+        self.accumulate = trainer.accumulate_grad_batches
+        self.precision = strategy.precision
+        self.strategy = strategy
+        self.training_step = profiler.timed("training_step", strategy.training_step_callable())
+        profiling = not isinstance(profiler, PassThroughProfiler)
+        self.zero_grad = (profiler.timed("zero_grad", module.optimizer_zero_grad)
+                          if profiling or overrides(cls, LightningModule, "optimizer_zero_grad") else None)
+        self.backward = (profiler.timed("backward", module.backward)
+                         if profiling or overrides(cls, LightningModule, "backward") else None)
+        self.optimizer_step = profiler.timed("optimizer_step", module.optimizer_step)
+        self.step_optimizer = profiler.timed("optimizer_step", strategy.optimizer_step)
+        self.through_closure = (overrides(cls, LightningModule, "optimizer_step")
+                                or not calls_closure_once(self.optimizer.optimizer))
+        self.clips = bool(trainer.gradient_clip_val) or overrides(cls, LightningModule, "configure_gradient_clipping")
+        self.heard = {event for event in (events.on_before_zero_grad, events.on_before_backward,
+                                          events.on_after_backward, events.on_before_optimizer_step)
+                      if hooks.heard(event)}
+        self.has_schedulers = bool(trainer.lr_scheduler_configs)
+
+    def __call__(self, batch: Any, batch_idx: int, window_start: bool, window_end: bool, is_last: bool,
+                 *step_args: Any, steps_schedulers: bool = True) -> Any:
+        """Run the batch; return what training_step returned. ``step_args`` follow batch and batch_idx in the
+        call to training_step (the hidden state, in truncated backpropagation through time)."""
+        if not window_end:  # inside an accumulation window: no step, and no gradient all-reduce yet
+            with self.strategy.block_gradient_sync():
+                return self.forward_backward(batch, batch_idx, window_start, step_args)[0]
+        if self.through_closure:
+            outputs = self._step_through_closure(batch, batch_idx, window_start, step_args)
+        else:
+            outputs, loss = self.forward_backward(batch, batch_idx, window_start, step_args)
+            self.before_step(loss is not None)
+            self.step_optimizer(self.optimizer.optimizer, None)
+            self.progress.global_step += 1
+        if self.has_schedulers and steps_schedulers:  # non-plateau schedulers step right after the optimizer
+            step_schedulers(self.trainer, "step", batch_idx, plateau=False)
+            if is_last:
+                step_schedulers(self.trainer, "epoch", self.progress.epoch, plateau=False)
+        return outputs
+
+    def forward_backward(self, batch: Any, batch_idx: int, window_start: bool,
+                         step_args: tuple[Any, ...]) -> tuple[Any, torch.Tensor | None]:
+        """training_step → zero_grad (window start) → backward; returns the step's outputs and its loss."""
+        hooks, optimizer, heard = self.hooks, self.optimizer, self.heard
+        self.trainer.results.hook = "training_step"
+        with self.precision.forward_context():
+            outputs = self.training_step(batch, batch_idx, *step_args)
+        loss = loss_from(outputs)
+        if window_start:  # after training_step, as Lightning's closure does
+            if events.on_before_zero_grad in heard:
+                hooks(events.on_before_zero_grad, optimizer=optimizer.optimizer)
+            if self.zero_grad is None:
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                self.zero_grad(self.progress.epoch, batch_idx, optimizer)
+        if loss is not None:
+            scaled = self.precision.scale_loss(loss / self.accumulate if self.accumulate > 1 else loss)
+            if events.on_before_backward in heard:  # hooks see the loss backward really gets, as in Lightning
+                hooks(events.on_before_backward, loss=scaled)
+            if self.backward is None:
+                scaled.backward()
+            else:
+                self.backward(scaled)
+            if events.on_after_backward in heard:
+                hooks(events.on_after_backward)
+        return outputs, loss
+
+    def before_step(self, backward_ran: bool) -> None:
+        """Between the last backward of a window and the optimizer step: unscale, on_before_optimizer_step, clip."""
+        optimizer = self.optimizer.optimizer
+        if backward_ran:  # hooks and clipping see true gradients
+            self.precision.unscale_gradients(optimizer)
+        if events.on_before_optimizer_step in self.heard:
+            self.hooks(events.on_before_optimizer_step, optimizer=optimizer)
+        if self.clips:
+            trainer = self.trainer
+            self.module.configure_gradient_clipping(
+                optimizer, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+            )
+
+    def _step_through_closure(self, batch: Any, batch_idx: int, window_start: bool, step_args: tuple[Any, ...]) -> Any:
+        ran: list[Any] = []
+
+        def closure() -> torch.Tensor | None:
+            outputs, loss = self.forward_backward(batch, batch_idx, window_start, step_args)
+            ran.append(outputs)
+            return loss
+
+        self.trainer.results.hook = "optimizer_step"  # self.log may be called there, before the closure runs
+        self.optimizer_step(self.progress.epoch, batch_idx, self.optimizer, closure)
+        if not ran:
+            raise MisconfigurationError(
+                "optimizer_step was overridden without running the closure. Call "
+                "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
+            )
+        return ran[-1]
+
+
+def train_through_time(step: TrainingStep, module: Any, batch: Any, batch_idx: int, is_last: bool) -> list[Any]:
+    """Truncated backpropagation through time: split the batch along time with ``module.tbptt_split_batch``, and
+    take one optimizer step per split (the schedulers step once per batch, after its last split). Each split's
+    training_step gets the hidden state the previous one returned (None for the first), detached, so gradients
+    stop at the split boundary."""
+    hiddens = None
+    outputs = []
+    splits = module.tbptt_split_batch(batch, module.truncated_bptt_steps)
+    for index, split in enumerate(splits):
+        split_outputs = step(split, batch_idx, True, True, is_last, hiddens, steps_schedulers=index == len(splits) - 1)
+        if not isinstance(split_outputs, Mapping) or "hiddens" not in split_outputs:
+            raise MisconfigurationError(
+                "With truncated_bptt_steps set, training_step must return a dict with the hidden state for the "
+                "next split: `return {'loss': loss, 'hiddens': hiddens}` (hiddens may be None)."
+            )
+        hiddens = apply_to_collection(split_outputs["hiddens"], torch.Tensor, torch.Tensor.detach)
+        outputs.append(split_outputs)
+    return outputs

@@ -1,0 +1,98 @@
+"""When the fit loop stops, validates, or gives way to a preemption signal: questions the loop asks each batch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
+PREEMPTION_POLL_STEPS = 8
+
+
+def sanity_check_due(trainer: Any) -> bool:
+    """A fresh fit with validation data runs num_sanity_val_steps validation batches first; a resumed one does not."""
+    return bool(trainer.num_sanity_val_steps and trainer.val_dataloaders_present
+                and trainer.progress.global_step == 0 and trainer.ckpt_path is None)
+
+
+def fit_done(trainer: Any) -> bool:
+    """Checked before every epoch: limits reached, or a stop request that min_epochs/min_steps allow."""
+    progress = trainer.progress
+    if _reached_max_steps(trainer):
+        return True
+    if trainer.max_epochs != -1 and progress.epoch >= trainer.max_epochs:
+        progress.stop_reason = progress.stop_reason or "max_epochs"
+        return True
+    if not progress.should_stop:
+        return False
+    if _can_stop_early(trainer):
+        progress.stop_reason = progress.stop_reason or "should_stop"
+        return True
+    print(
+        f"Stopping was requested, but min_epochs={trainer.min_epochs} / min_steps={trainer.min_steps} "
+        "are not reached yet: training continues."
+    )
+    return False  # the request stays pending: training stops as soon as min_epochs/min_steps are met
+
+
+def epoch_must_end(trainer: Any, started: float) -> bool:
+    """Checked after every batch: max_steps, max_time, or a stop request that min_epochs/min_steps allow."""
+    progress = trainer.progress
+    if _reached_max_steps(trainer):
+        return True
+    if trainer.max_time is not None and time.monotonic() - started >= trainer.max_time:
+        progress.should_stop, progress.stop_reason = True, "max_time"
+        return True
+    return progress.should_stop and _can_stop_early(trainer)
+
+
+def _reached_max_steps(trainer: Any) -> bool:
+    if trainer.max_steps != -1 and trainer.progress.global_step >= trainer.max_steps:
+        trainer.progress.stop_reason = "max_steps"
+        return True
+    return False
+
+
+def _can_stop_early(trainer: Any) -> bool:
+    progress = trainer.progress
+    return progress.epoch >= (trainer.min_epochs or 0) and progress.global_step >= (trainer.min_steps or 0)
+
+
+def validates_this_epoch(trainer: Any) -> bool:
+    if not trainer.val_dataloaders_present or trainer.limit_val_batches == 0:
+        return False
+    every = trainer.check_val_every_n_epoch
+    return every is None or (trainer.progress.epoch + 1) % every == 0
+
+
+def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
+    """In an epoch that validates: whether validation runs after this batch."""
+    if stopping:
+        return True
+    interval = trainer.val_check_batch
+    if math.isinf(interval):
+        return is_last
+    index = trainer.progress.total_batch_idx - 1 if trainer.check_val_every_n_epoch is None else batch_idx
+    return (index + 1) % interval == 0
+
+
+def preemption_agreed(trainer: Any, every: int) -> bool:
+    """Whether to stop for a preemption signal now; with several ranks all decide together, or they deadlock."""
+    received = trainer.received_signal is not None
+    if trainer.strategy.world_size == 1:
+        return received
+    if trainer.progress.global_step % every:
+        return False
+    return trainer.strategy.reduce_boolean_decision(received, all=False)
+
+
+def timed_fetches(batches: Iterator[Any], profile: Callable[[str], Any]) -> Iterator[Any]:
+    """The same batches, each fetch timed as "data_fetch" (only when a profiler is on: it costs a little)."""
+    while True:
+        with profile("data_fetch"):
+            item = next(batches, None)
+        if item is None:
+            return
+        yield item

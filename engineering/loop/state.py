@@ -1,0 +1,103 @@
+"""Where a run is: the entry point it serves, the stage running now, and the progress a checkpoint stores.
+
+One vocabulary, Lightning's: ``TrainerFn`` names the entry point (``fit``, ``validate``, ``test``, ``predict``),
+``RunningStage`` the loop running inside it (``train``, ``sanity_check``, ``validate``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class TrainerFn(str, Enum):
+    """The entry point a run serves; equal to its name as a string ("fit" == TrainerFn.FITTING)."""
+
+    FITTING = "fit"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+
+class RunningStage(str, Enum):
+    """The loop running now."""
+
+    TRAINING = "train"
+    SANITY_CHECKING = "sanity_check"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+    @property
+    def hook_prefix(self) -> str:
+        """The word in this stage's hook names: ``on_validation_start``, ``validation_step``, ..."""
+        return _HOOK_PREFIX[self]
+
+    @property
+    def evaluating(self) -> bool:
+        return self in (RunningStage.SANITY_CHECKING, RunningStage.VALIDATING, RunningStage.TESTING)
+
+
+_HOOK_PREFIX = {
+    RunningStage.TRAINING: "train",
+    RunningStage.SANITY_CHECKING: "validation",
+    RunningStage.VALIDATING: "validation",
+    RunningStage.TESTING: "test",
+    RunningStage.PREDICTING: "predict",
+}
+
+
+class TrainerStatus(str, Enum):
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass
+class TrainerState:
+    """What ``trainer.state`` reads: status, entry point, and the stage running inside it."""
+
+    status: TrainerStatus = TrainerStatus.INITIALIZING
+    fn: TrainerFn | None = None
+    stage: RunningStage | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status is TrainerStatus.FINISHED
+
+    @property
+    def stopped(self) -> bool:
+        return self.status is TrainerStatus.INTERRUPTED
+
+
+@dataclass
+class Progress:
+    """Everything that says where a run is. A checkpoint stores it whole; resuming reads it back (all but
+    the stop request, which belonged to the run that saved)."""
+
+    epoch: int = 0
+    global_step: int = 0                # optimizer steps taken
+    batch_idx: int = 0                  # next batch to run within the epoch; exact resume starts here
+    batches_that_stepped: int = 0       # the step number loggers see
+    total_batch_idx: int = 0            # batches run over all epochs
+    sampler_seed: int | None = None     # the training order of epoch e is fixed by (sampler_seed, e)
+    should_stop: bool = False
+    stop_reason: str = ""
+
+
+@dataclass
+class Loaders:
+    """The data of the current run and how many batches of each loader it uses."""
+
+    train: Any = None
+    val: list[Any] = field(default_factory=list)
+    test: list[Any] = field(default_factory=list)
+    predict: list[Any] = field(default_factory=list)
+    num_training_batches: float = float("inf")
+    num_val_batches: list[float] = field(default_factory=list)
+    num_sanity_val_batches: list[float] = field(default_factory=list)
+    num_test_batches: list[float] = field(default_factory=list)
+    num_predict_batches: list[float] = field(default_factory=list)
+    val_check_batch: float = float("inf")
