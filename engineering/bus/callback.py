@@ -80,13 +80,16 @@ def callback_receiver(event: Event, hook: Callable[..., Any]) -> Callable[..., A
     """Adapt a Lightning-style callback hook ``hook(trainer, pl_module, *payload)`` to a receiver.
 
     A hook whose parameters have the payload's names (Lightning's: ``pl_module``, ``outputs``, ``batch``, …) is
-    its own receiver: blinker passes the payload by name, and no adapter runs in between.
+    its own receiver: blinker passes the payload by name, and no adapter runs in between. A batch hook written
+    without the trailing ``dataloader_idx`` is called without it, as Lightning does with one dataloader.
     """
-    check_arity(event, hook, leading=2)
-    if _takes_payload_by_name(event, hook):
+    takes_dataloader_idx = check_arity(event, hook, leading=2)
+    if takes_dataloader_idx and _takes_payload_by_name(event, hook):
         return hook
 
     def receive(trainer: Any, **payload: Any) -> Any:
+        if not takes_dataloader_idx:
+            del payload["dataloader_idx"]
         return hook(trainer, *payload.values())
 
     receive.__qualname__ = getattr(hook, "__qualname__", repr(hook))
@@ -100,13 +103,27 @@ def _takes_payload_by_name(event: Event, hook: Callable[..., Any]) -> bool:
     return by_name and [parameter.name for parameter in parameters[1:]] == names
 
 
-def check_arity(event: Event, hook: Callable[..., Any], leading: int) -> None:
-    """Reject a hook that cannot take the event's arguments now, not when the event first fires."""
+def check_arity(event: Event, hook: Callable[..., Any], leading: int) -> bool:
+    """Reject a hook that cannot take the event's arguments now, not when the event first fires. Returns whether
+    it takes the whole payload: False for a batch hook without the trailing ``dataloader_idx``."""
+    signature = inspect.signature(hook)
+    count = leading + len(event.payload)
     try:
-        inspect.signature(hook).bind(*range(leading + len(event.payload)))
+        signature.bind(*range(count))
+        return True
     except TypeError as mismatch:
+        if event.payload[-1:] == ("dataloader_idx",) and _binds(signature, count - 1):
+            return False
         expected = ["trainer", "pl_module"][:leading] + list(event.payload)
         raise TypeError(
             f"{getattr(hook, '__qualname__', hook)} cannot receive {event.name}({', '.join(expected)}): "
             f"{mismatch}. Give it that signature."
         ) from None
+
+
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True

@@ -10,11 +10,12 @@ The bus only notifies; whatever steers the loop is called here directly, in an o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engineering import events
 from engineering.bus.callback import Callback, callback_receiver, check_arity, overridden_hooks
+from engineering.errors import MisconfigurationError
 from engineering.events import Event
 from research import LightningModule
 
@@ -27,8 +28,11 @@ class HookRunner:
         self._module = module
         profiler = trainer.profiler
         self._module_hooks: dict[Event, Callable[..., Any]] = {}
+        self._without_dataloader_idx: list[tuple[Event, str]] = []  # batch hooks written for one dataloader
         for event, hook in overridden_hooks(module, LightningModule):
-            check_arity(event, hook, leading=0)
+            if not check_arity(event, hook, leading=0):
+                self._without_dataloader_idx.append((event, hook.__qualname__))
+                hook = _without_dataloader_idx(hook)
             self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", hook)
         self._monitors: list[Callable[..., Any]] = []
         self._connections: list[tuple[Event, Callable[..., Any]]] = []
@@ -36,6 +40,8 @@ class HookRunner:
             for event, hook in overridden_hooks(callback, Callback):
                 if not callback.listens_to(event.name):
                     continue
+                if not check_arity(event, hook, leading=2):
+                    self._without_dataloader_idx.append((event, hook.__qualname__))
                 receiver = profiler.timed(f"[Callback]{type(callback).__qualname__}.{event.name}",
                                           callback_receiver(event, hook))
                 if callback.is_monitor and event is events.on_train_epoch_end:
@@ -70,6 +76,17 @@ class HookRunner:
         finally:
             results.hook = outer
 
+    def check_dataloader_idx(self, batch_events: Iterable[Event], dataloaders: int) -> None:
+        """With several dataloaders every batch hook must take ``dataloader_idx``: refuse the run before it starts."""
+        if dataloaders < 2:
+            return
+        lacking = [name for event, name in self._without_dataloader_idx if event in set(batch_events)]
+        if lacking:
+            raise MisconfigurationError(
+                f"{', '.join(lacking)} cannot receive dataloader_idx, but this loop reads {dataloaders} dataloaders. "
+                "Add a `dataloader_idx: int = 0` parameter to it."
+            )
+
     def disconnect(self) -> None:
         """Leave the bus as the run found it; called in the run's ``finally``."""
         for event, receiver in self._connections:
@@ -77,6 +94,14 @@ class HookRunner:
             event.disconnect(receiver)
         self._connections.clear()
         self._monitors.clear()
+
+
+def _without_dataloader_idx(hook: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*payload: Any) -> Any:
+        return hook(*payload[:-1])
+
+    call.__qualname__ = hook.__qualname__
+    return call
 
 
 def _logger_receiver(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,15 @@ _STAGE_EVENTS = {
              for name in ("start", "end", "epoch_start", "epoch_end", "batch_start", "batch_end")}
     for prefix in ("validation", "test", "predict")
 }
+
+
+def takes_batch_idx(step: Callable[..., Any]) -> bool:
+    """Whether a step method accepts ``batch_idx`` (by name, through ``*args``, or as its second positional
+    parameter): Lightning passes it only then, so ``def training_step(self, batch)`` works."""
+    parameters = list(inspect.signature(step).parameters.values())
+    if any(p.name == "batch_idx" or p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters) >= 2
 
 
 def step_function(trainer: Any, action: str, step: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,7 +67,9 @@ def run_evaluation(
     stage_events = _STAGE_EVENTS[prefix]
     step_name = f"{prefix}_step"
     step = step_function(trainer, step_name, getattr(module, step_name))
+    with_batch_idx = takes_batch_idx(getattr(module, step_name))
     several = len(loaders) > 1
+    hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
     getattr(module, f"on_{prefix}_model_eval")()
     trainer.state.stage = stage
@@ -74,7 +86,8 @@ def run_evaluation(
                 results.batch = batch
                 hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
                 results.hook = step_name
-                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
                 hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
                       dataloader_idx=dataloader_idx)
     results.dataloader_idx = None
@@ -114,13 +127,16 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     hooks(stage_events["epoch_start"])
     predictions: list[list[Any]] = [[] for _ in loaders]
     step = step_function(trainer, "predict_step", module.predict_step)
+    with_batch_idx = takes_batch_idx(module.predict_step)
+    hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     move = batch_mover(trainer)
     with _no_grad(trainer):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
                 batch = move(batch, dataloader_idx)
                 hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                outputs = step(batch, batch_idx, dataloader_idx) if several else step(batch, batch_idx)
+                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
                 if keep:
                     predictions[dataloader_idx].append(outputs)
                 hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,

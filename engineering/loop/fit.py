@@ -22,7 +22,7 @@ from engineering.data.batches import epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
-from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit, step_function
+from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit, step_function, takes_batch_idx
 from engineering.loop.results import flush_logged_metrics
 from engineering.loop.state import RunningStage
 from engineering.optimization.optimizers import batch_end_outputs, calls_closure_once, loss_from, step_schedulers
@@ -112,6 +112,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
     step = (TrainingStep(trainer) if automatic
             else step_function(trainer, "training_step", trainer.strategy.training_step_callable()))
     through_time = automatic and module.truncated_bptt_steps > 0
+    with_batch_idx = takes_batch_idx(module.training_step)
     move = batch_mover(trainer)
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
@@ -139,7 +140,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
             outputs = step(batch, batch_idx, window_start, window_end, is_last)
         else:
             trainer.results.hook = "training_step"
-            outputs = step(batch, batch_idx)
+            outputs = step(batch, batch_idx) if with_batch_idx else step(batch)
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
         if batch_end_heard:  # only then are the outputs detached and copied for it
@@ -212,6 +213,7 @@ class TrainingStep:
         self.precision = strategy.precision
         self.strategy = strategy
         self.training_step = profiler.timed("training_step", strategy.training_step_callable())
+        self.with_batch_idx = takes_batch_idx(module.training_step)
         profiling = not isinstance(profiler, PassThroughProfiler)
         self.zero_grad = (profiler.timed("zero_grad", module.optimizer_zero_grad)
                           if profiling or overrides(cls, LightningModule, "optimizer_zero_grad") else None)
@@ -253,7 +255,10 @@ class TrainingStep:
         hooks, optimizer, heard = self.hooks, self.optimizer, self.heard
         self.trainer.results.hook = "training_step"
         with self.precision.forward_context():
-            outputs = self.training_step(batch, batch_idx, *step_args)
+            if self.with_batch_idx:
+                outputs = self.training_step(batch, batch_idx, *step_args)
+            else:
+                outputs = self.training_step(batch, *step_args)
         loss = loss_from(outputs)
         if window_start:  # after training_step, as Lightning's closure does
             if events.on_before_zero_grad in heard:
