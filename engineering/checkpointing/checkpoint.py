@@ -78,9 +78,11 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
     precision = trainer.strategy.precision
     if precision.state_dict():
         checkpoint[type(precision).__qualname__] = precision.state_dict()
-    checkpoint["rng_states"] = capture_rng_states()
-    if progress.batch_idx:  # mid-epoch: the epoch's metric aggregates so far
+    checkpoint["rng_states"] = capture_rng_states(trainer.train_dataloader)
+    if progress.batch_idx:  # mid-epoch: the epoch's metric aggregates so far, and where its order came from
         checkpoint["epoch_metrics"] = trainer.results.state_dict()
+        if trainer.loaders.epoch_rng_states is not None:
+            checkpoint["epoch_rng_states"] = trainer.loaders.epoch_rng_states
     stateful = stateful_part(trainer.train_dataloader)
     if stateful is not None:
         checkpoint["train_dataloader_state"] = stateful.state_dict()
@@ -176,9 +178,13 @@ def _progress_from_lightning(progress: Any, checkpoint: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Random number generators: saved with every checkpoint, put back by the loop
 # ---------------------------------------------------------------------------------------------
-def capture_rng_states() -> dict[str, Any]:
-    """Python's, numpy's (when installed), torch's CPU and, once CUDA is in use, every GPU's generator state."""
+def capture_rng_states(loader: Any = None) -> dict[str, Any]:
+    """Python's, numpy's (when installed), torch's CPU and, once CUDA is in use, every GPU's generator state; with
+    ``loader``, also the states of the generators its DataLoader and sampler own (they decide a shuffled order)."""
     states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    owned = loader_generators(loader)
+    if owned:
+        states["loader_generators"] = [generator.get_state() for generator in owned]
     numpy = _numpy()
     if numpy is not None:
         name, key, position, has_gauss, cached = numpy.random.get_state()
@@ -189,7 +195,9 @@ def capture_rng_states() -> dict[str, Any]:
     return states
 
 
-def restore_rng_states(states: dict[str, Any]) -> None:
+def restore_rng_states(states: dict[str, Any], loader: Any = None) -> None:
+    for generator, state in zip(loader_generators(loader), states.get("loader_generators", [])):
+        generator.set_state(state)
     if "python" in states:
         version, internal, gauss = states["python"]
         random.setstate((version, tuple(internal), gauss))
@@ -201,6 +209,16 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         numpy.random.set_state((name, key.numpy().astype("uint32"), position, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """The torch generators a DataLoader and its sampler own, each once."""
+    found: list[torch.Generator] = []
+    for owner in (loader, getattr(loader, "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not seen for seen in found):
+            found.append(generator)
+    return found
 
 
 def _numpy() -> Any:

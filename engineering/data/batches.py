@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -161,10 +162,10 @@ def resumable_sampler(loader: Any) -> ResumableSampler | None:
     return sampler if isinstance(sampler, ResumableSampler) else None
 
 
-def new_sampler_seed(loader: Any) -> int:
-    """A seed for the sampler's order: from the loader's own generator when it has one, else torch's global one."""
-    generator = getattr(loader, "generator", None)
-    return int(torch.randint(0, 2**62, (), generator=generator))
+def distributed_sampler_seed() -> int:
+    """The seed of the shared order under several processes: Lightning's rule (the seed ``seed_everything`` set,
+    else 0), so every rank agrees without drawing a random number."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def stateful_part(loader: Any) -> Any:
@@ -182,35 +183,73 @@ _END = object()
 def epoch_batches(
     loader: Iterable[Any], limit: float, epoch: int, seed: int | None, start: int,
     to_device: Callable[[Iterable[Any]], Iterable[Any]] = lambda loader: loader,
+    order_drawn: Callable[[], None] = lambda: None,
 ) -> Iterator[tuple[int, Any, bool]]:
     """The training batches of ``epoch`` from batch ``start`` on, as ``(batch_idx, batch, is_last)``.
 
-    Samplers with ``set_epoch`` are told the epoch. A resumed epoch (``start > 0``) continues without
-    re-reading what it skips: a ResumableSampler skips the indices, a stateful loader or sampler already
-    knows its place. Any other loader is read and its first ``start`` batches dropped. ``to_device`` wraps
-    the loader as the strategy wants it read (XLA's background device loader).
-    The iterator is created before this returns, so that whatever random numbers creating it draws are
-    drawn before the caller puts a resumed run's random state back.
+    Samplers with ``set_epoch`` are told the epoch. ``to_device`` wraps the loader as the strategy wants it
+    read (XLA's background device loader). ``order_drawn`` is called once the epoch's order has been drawn and
+    before the first batch is loaded: where a resumed run puts its checkpoint's random state back.
+
+    A resumed epoch (``start > 0``) continues without re-reading what it skips: a ResumableSampler skips the
+    indices; a stateful loader or sampler already knows its place; a plain DataLoader gets a batch sampler that
+    draws the same order as the original run did (from the random state the caller restored) and leaves out the
+    first ``start`` batches of indices before any is loaded. Any other iterable is read and its first ``start``
+    batches dropped.
     """
     for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
         if callable(getattr(sampler, "set_epoch", None)):
             sampler.set_epoch(epoch)
     if limit <= 0 or start >= limit:
+        order_drawn()
         return iter(())
     resumable = resumable_sampler(loader)
     if resumable is not None and seed is not None:
         resumable.seed = seed
     to_drop = 0
-    if start:
-        if resumable is not None:
-            resumable.skip_next(start * loader.batch_size)
-        elif stateful_part(loader) is None:
-            to_drop = start
+    if start and resumable is not None:
+        resumable.skip_next(start * loader.batch_size)
+    elif start and stateful_part(loader) is None and _batches_by_index(loader):
+        # The order is drawn lazily, with the first batch: the random state goes back between the two.
+        skipping = _SkipFirst(loader.batch_sampler, start, order_drawn)
+        return _flagged(iter(to_device(_rebuilt_with_batch_sampler(loader, skipping))), limit, start,
+                        sized=math.isfinite(sized_length(loader)))
+    elif start and stateful_part(loader) is None:
+        to_drop = start
     iterator = iter(to_device(loader))
     for _ in range(to_drop):
         if next(iterator, _END) is _END:
-            return iter(())
+            break
+    order_drawn()
     return _flagged(iterator, limit, start, sized=math.isfinite(sized_length(loader)))
+
+
+def _batches_by_index(loader: Any) -> bool:
+    return type(loader) is DataLoader and loader.batch_size is not None and loader.batch_sampler is not None
+
+
+class _SkipFirst(Sampler[list[int]]):
+    """A batch sampler that iterates ``batch_sampler`` (drawing the same random numbers) but leaves out its
+    first ``count`` batches of indices, so they are never loaded; ``order_drawn`` is called before the first
+    batch it hands out."""
+
+    def __init__(self, batch_sampler: Any, count: int, order_drawn: Callable[[], None]) -> None:
+        self.batch_sampler = batch_sampler
+        self.count = count
+        self.order_drawn = order_drawn
+
+    def __len__(self) -> int:
+        return max(0, len(self.batch_sampler) - self.count)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        drawn = False
+        for index, batch in enumerate(self.batch_sampler):
+            if index < self.count:
+                continue
+            if not drawn:
+                self.order_drawn()
+                drawn = True
+            yield batch
 
 
 def without_shuffle(loader: Any) -> Any:
@@ -222,9 +261,21 @@ def without_shuffle(loader: Any) -> Any:
     return _rebuilt(loader, shuffle=False)
 
 
+def _rebuilt_with_batch_sampler(loader: DataLoader, batch_sampler: Any) -> DataLoader:
+    """A DataLoader like ``loader`` (same dataset, workers, collation, generator) reading ``batch_sampler``."""
+    arguments = _loader_arguments(loader)
+    for batching in ("batch_size", "drop_last"):
+        del arguments[batching]
+    return DataLoader(loader.dataset, batch_sampler=batch_sampler, **arguments)
+
+
 def _rebuilt(loader: DataLoader, **changes: Any) -> DataLoader:
     """A DataLoader like ``loader`` (same dataset, batching, workers) with ``changes`` applied."""
-    arguments = dict(
+    return DataLoader(loader.dataset, **{**_loader_arguments(loader), **changes})
+
+
+def _loader_arguments(loader: DataLoader) -> dict[str, Any]:
+    return dict(
         batch_size=loader.batch_size,
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
@@ -239,5 +290,3 @@ def _rebuilt(loader: DataLoader, **changes: Any) -> DataLoader:
         pin_memory_device=loader.pin_memory_device,
         in_order=loader.in_order,
     )
-    arguments.update(changes)
-    return DataLoader(loader.dataset, **arguments)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from engineering import events
+from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
@@ -37,12 +38,16 @@ def step_function(trainer: Any, action: str, step: Callable[..., Any]) -> Callab
 
 
 def run_sanity_check(trainer: Any) -> None:
+    """A few validation batches before training; its metrics are dropped, and the random state is left as it
+    found it (as Lightning does), so training draws the same numbers with or without it."""
+    rng_states = capture_rng_states()
     trainer.state.stage = RunningStage.SANITY_CHECKING
     trainer.hooks(events.on_sanity_check_start)
     run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.val_dataloaders, trainer.num_sanity_val_batches)
     trainer.hooks(events.on_sanity_check_end)
     trainer.results.reset()
     trainer.state.stage = RunningStage.TRAINING
+    restore_rng_states(rng_states)
 
 
 def run_validation_in_fit(trainer: Any) -> None:

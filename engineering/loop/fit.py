@@ -17,7 +17,9 @@ import torch
 
 from engineering import events
 from engineering.bus.callback import overrides
-from engineering.checkpointing.checkpoint import restore_rng_states, stop_for_preemption, write_requested_checkpoints
+from engineering.checkpointing.checkpoint import (
+    capture_rng_states, restore_rng_states, stop_for_preemption, write_requested_checkpoints,
+)
 from engineering.data.batches import epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
@@ -31,7 +33,7 @@ from research import LightningModule
 from research.nested import apply_to_collection
 
 
-def run_fit(trainer: Any, rng_states: dict[str, Any] | None) -> None:
+def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> None:
     """Train until an epoch, step or time limit, or until someone sets ``trainer.should_stop``.
 
         on_fit_start
@@ -59,9 +61,10 @@ def run_fit(trainer: Any, rng_states: dict[str, Any] | None) -> None:
         on_fit_end
 
     Checkpoints are written only where a batch or an epoch is complete, so that resuming from one repeats
-    nothing and skips nothing. ``rng_states`` (from the checkpoint resumed, if any) are put back at the
-    matching point: before the epoch when the checkpoint was written between epochs, else once the epoch's
-    data iterator exists.
+    nothing and skips nothing. ``resumed_rng`` holds the checkpoint's random states (None when starting fresh):
+    those it was taken with, put back before the epoch when it was written between epochs, else once the
+    epoch's data iterator exists; and, mid-epoch, those the epoch's iterator was created from, so that the
+    user's own sampler draws the same shuffled order again.
     """
     progress, hooks, results = trainer.progress, trainer.hooks, trainer.results
     module = trainer.lightning_module
@@ -71,16 +74,17 @@ def run_fit(trainer: Any, rng_states: dict[str, Any] | None) -> None:
     module.train()
     hooks(events.on_train_start)
     started = time.monotonic()
+    rng_states, epoch_rng_states = resumed_rng
     while not schedule.fit_done(trainer):
         if rng_states is not None and progress.batch_idx == 0:
-            restore_rng_states(rng_states)
+            restore_rng_states(rng_states, trainer.train_dataloader)
             rng_states = None
         if progress.batch_idx == 0:  # a run resumed mid-epoch keeps the aggregates its checkpoint restored
             results.start_epoch(RunningStage.TRAINING)
         results.stage = RunningStage.TRAINING
         hooks(events.on_train_epoch_start)
-        ran_last_batch = run_training_epoch(trainer, started, rng_states)
-        rng_states = None
+        ran_last_batch = run_training_epoch(trainer, started, rng_states, epoch_rng_states)
+        rng_states = epoch_rng_states = None
         _end_training_epoch(trainer, ran_last_batch)
     hooks(events.on_train_end)
     hooks(events.on_fit_end)
@@ -102,7 +106,8 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
         stop_for_preemption(trainer)
 
 
-def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None) -> bool:
+def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None,
+                       epoch_rng_states: dict[str, Any] | None) -> bool:
     """One epoch of training batches; returns whether its last batch ran."""
     progress, hooks, module = trainer.progress, trainer.hooks, trainer.lightning_module
     automatic = module.automatic_optimization
@@ -116,14 +121,22 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
     move = batch_mover(trainer)
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
+    loader = trainer.train_dataloader
+    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
+        trainer.loaders.epoch_rng_states = capture_rng_states(loader)
+    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
+        restore_rng_states(epoch_rng_states, loader)
+        trainer.loaders.epoch_rng_states = epoch_rng_states
+    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
+        if rng_states is not None:
+            restore_rng_states(rng_states, loader)
+
     batches = epoch_batches(
-        trainer.train_dataloader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
-        progress.batch_idx, trainer.strategy.process_dataloader,
+        loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
+        progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
     )
     if profiling:
         batches = schedule.timed_fetches(batches, trainer.profiler.profile)
-    if rng_states is not None:  # resuming mid-epoch: the random state the checkpoint saw after its last batch
-        restore_rng_states(rng_states)
 
     for batch_idx, batch, is_last in batches:
         if move is not unchanged or profiling:  # the no-op transfer is skipped unless it is being timed

@@ -25,7 +25,7 @@ from engineering import events
 from engineering.bus.runner import HookRunner
 from engineering.bus.subscribers import add_module_callbacks
 from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
-from engineering.data.batches import new_sampler_seed, resumable_sampler
+from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
 from engineering.loop import evaluation, fit
 from engineering.loop.results import Results
@@ -65,9 +65,9 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         anomaly = torch.autograd.set_detect_anomaly(True) if trainer.detect_anomaly else contextlib.nullcontext()
         with signals, anomaly:
             if fn is TrainerFn.FITTING:
-                rng_states = prepare_fit(trainer, model, datamodule, checkpoint_path, weights_only, **sources)
+                resumed_rng = prepare_fit(trainer, model, datamodule, checkpoint_path, weights_only, **sources)
                 with torch.enable_grad():  # training computes gradients even when fit is called under no_grad
-                    result = fit.run_fit(trainer, rng_states)
+                    result = fit.run_fit(trainer, resumed_rng)
             else:
                 result = _run_evaluation_stage(trainer, fn, model, datamodule, checkpoint_path, weights_only, **sources)
         trainer.state.status = TrainerStatus.FINISHED
@@ -105,8 +105,9 @@ def _prepares_data(trainer: Any, owner: Any) -> bool:
 
 
 def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path | None, weights_only: bool,
-                train: Any = None, val: Any = None) -> dict[str, Any] | None:
-    """Optimizers, loaders, the checkpoint's state and the sampler seed; returns the checkpoint's random states."""
+                train: Any = None, val: Any = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Optimizers, loaders, the checkpoint's state; returns the checkpoint's random states: those it was taken
+    with and, mid-epoch, those the epoch's data order was drawn from."""
     trainer.pending_fit_sources = (datamodule, train, val)
     try:
         set_up_optimizers(trainer, model)  # configure_optimizers may read estimated_stepping_batches
@@ -118,15 +119,14 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     if checkpoint:
         restore(trainer, checkpoint)
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
-        # Every rank must shuffle alike: rank 0's seed wins.
-        trainer.progress.sampler_seed = trainer.strategy.broadcast(new_sampler_seed(trainer.train_dataloader))
+        trainer.progress.sampler_seed = distributed_sampler_seed()
     if trainer.is_global_zero:
         if getattr(model, "_log_hyperparams", False) and model.hparams:
             trainer.emit(events.log_hyperparams, params=dict(model.hparams))
         for logger in trainer.loggers:
             logger.log_graph(model)
     trainer.state.stage = trainer.results.stage = RunningStage.TRAINING
-    return checkpoint.get("rng_states")
+    return checkpoint.get("rng_states"), checkpoint.get("epoch_rng_states")
 
 
 def _run_evaluation_stage(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, checkpoint_path: Path | None,

@@ -101,3 +101,6 @@ class Loaders:
     num_test_batches: list[float] = field(default_factory=list)
     num_predict_batches: list[float] = field(default_factory=list)
     val_check_batch: float = float("inf")
+    # The random state the training epoch's iterator was created from: a checkpoint taken mid-epoch stores it,
+    # and a resume recreates the same shuffled order from it.
+    epoch_rng_states: dict[str, Any] | None = None

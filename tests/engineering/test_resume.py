@@ -297,3 +297,39 @@ def test_under_slurm_sigusr1_saves_requeues_and_the_next_job_resumes_by_itself(t
     resumed = train(tmp_path)  # ckpt_path=None: under SLURM the preemption checkpoint is found
     assert Path(resumed.trainer.ckpt_path).name == "hpc_ckpt_1.ckpt"
     assert_same_run(resumed, straight)
+
+
+def test_one_process_keeps_the_users_sampler_and_draws_nothing_extra_from_the_global_generator(tmp_path):
+    seed_everything(0)
+    by_hand = Recorded()
+    for _ in DataLoader(by_hand, batch_size=4, shuffle=True):  # a hand-written loop's epoch
+        pass
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
+    model, loader = Noisy(), DataLoader(Recorded(), batch_size=4, shuffle=True)
+    seed_everything(0)  # the order then depends on the global generator exactly as the hand-written loop's did
+    trainer.fit(model, loader)
+    assert trainer.train_dataloader is loader
+    assert loader.dataset.read == by_hand.read
+
+
+def test_a_mid_epoch_resume_with_a_loader_generator_continues_bitwise(tmp_path):
+    with_generator = lambda data: DataLoader(  # noqa: E731
+        data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(5)
+    )
+    straight = train(tmp_path / "straight", loader_from=with_generator)
+    train(tmp_path, loader_from=with_generator, extra=[InterruptAt(7)])
+    resumed = train(tmp_path, loader_from=with_generator, ckpt_path="last")
+    assert resumed.data.read == straight.data.read[-len(resumed.data.read):]
+    assert_same_run(resumed, straight)
+
+
+def test_the_sanity_check_leaves_the_random_state_as_it_found_it(tmp_path):
+    def fit(sanity_steps: int) -> torch.Tensor:
+        seed_everything(0)
+        model = Noisy()
+        trainer = Trainer(max_epochs=1, num_sanity_val_steps=sanity_steps, default_root_dir=tmp_path, **QUIET)
+        trainer.fit(model, DataLoader(Recorded(), batch_size=4, shuffle=True),
+                    DataLoader(Recorded(seed=2), batch_size=8, shuffle=True))
+        return model.net[0].weight.detach().clone()
+
+    assert torch.equal(fit(0), fit(2))
