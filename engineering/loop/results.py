@@ -40,7 +40,7 @@ _LOG_DEFAULTS = {
 _REDUCTIONS = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCTION_FUNCTIONS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min"}
 # Step values are kept in a list and folded into a running total this often, so an epoch of a
-# million steps holds at most this many tensors, and the fold is one vectorised op.
+# million steps holds at most this many tensors, and no step pays for an addition.
 _FOLD_EVERY = 1024
 
 
@@ -71,31 +71,25 @@ class _Metric:
         return self.total
 
     def _fold(self) -> None:
-        if not self.pending:
-            return
-        values = torch.stack([value for value, _ in self.pending])
-        if not values.is_floating_point():
-            values = values.double()
-        sizes = [size for _, size in self.pending]
-        if self.reduce == "mean":
-            weights = torch.tensor(sizes, dtype=values.dtype, device=values.device)
-            folded = (values * weights).sum()
-        elif self.reduce == "sum":
-            folded = values.sum()
-        elif self.reduce == "max":
-            folded = values.max()
-        else:
-            folded = values.min()
-        self.weight += sum(sizes)
+        """Add the pending values to the running total one at a time, in the order they were logged, in float32
+        (or float64): Lightning's operations, so epoch values are bit for bit Lightning's."""
+        total = self.total
+        for value, size in self.pending:
+            if value.dtype not in (torch.float32, torch.float64):
+                value = value.to(torch.float64 if torch.get_default_dtype() is torch.float64 else torch.float32)
+            if self.reduce == "mean":
+                value = value * size
+            if total is None:
+                total = value
+            elif self.reduce in ("mean", "sum"):
+                total = total + value
+            elif self.reduce == "max":
+                total = torch.maximum(total, value)
+            else:
+                total = torch.minimum(total, value)
+            self.weight += size
+        self.total = total
         self.pending.clear()
-        if self.total is None:
-            self.total = folded
-        elif self.reduce in ("mean", "sum"):
-            self.total = self.total + folded
-        elif self.reduce == "max":
-            self.total = torch.maximum(self.total, folded)
-        else:
-            self.total = torch.minimum(self.total, folded)
 
 
 class Results:
