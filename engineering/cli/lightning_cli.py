@@ -338,8 +338,7 @@ class LightningCLI:
         if callable(before):
             before()
         method = getattr(self, subcommand, getattr(self.trainer, subcommand))
-        given = self.config_init[subcommand] if subcommand in self.config_init else self.config_init
-        kwargs = {name: given[name] for name in self._subcommand_method_arguments[subcommand] if name in given}
+        kwargs = {name: self.config_init[name] for name in self._subcommand_method_arguments[subcommand]}
         kwargs["model"] = self.model
         if self.datamodule is not None:
             kwargs["datamodule"] = self.datamodule
