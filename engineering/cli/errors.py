@@ -18,6 +18,8 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal, Union
 
+import torch
+
 from research import LightningDataModule, LightningModule
 
 _EXAMPLE_MODEL = "research.mnist.MNISTClassifier"
@@ -34,6 +36,9 @@ _BAD_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<c
 _NO_SUBCOMMAND = re.compile(r"expected \"subcommand\" to be one of \{(?P<choices>[^}]*)\}")
 _IMPORT_FAILURE = re.compile(r"has no attribute|No module named|not accessible or invalid")
 _SECTION_BASES = {"model": LightningModule, "data": LightningDataModule}
+# The bases jsonargparse falls back to when no class was chosen for their option.
+_CHOSEN_BY_CLASS_PATH = (LightningModule, LightningDataModule, torch.optim.Optimizer,
+                         torch.optim.lr_scheduler.LRScheduler)
 
 
 def explain(message: str, parsers: list[Any]) -> str:
@@ -138,7 +143,7 @@ def _class_problem(key: str, class_path: str, reason: str) -> str:
     match = _NOT_ACCEPTED.search(reason)
     if match and match["name"] == "class_path":
         return f"{option}: unexpected keys next to class_path: put the class's arguments under init_args"
-    if match and cls in _SECTION_BASES.values():
+    if match and cls in _CHOSEN_BY_CLASS_PATH:
         return (f"--{key}.{match['name']} sets an argument of the {key} class, but none is chosen: "
                 f"pass --{key} package.module.Class")
     if match:

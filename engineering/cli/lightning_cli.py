@@ -95,7 +95,7 @@ class LightningCLI:
         trainer_class: the Trainer class whose ``__init__`` gives the ``--trainer.*`` options.
         trainer_defaults: Trainer arguments that replace the signature's defaults; its callbacks are always added.
         seed_everything_default: the default of ``--seed_everything``: an int, ``True`` (a random seed) or ``False``.
-        parser_kwargs: keyword arguments of every parser; a key named after a subcommand holds that one's.
+        parser_kwargs: keyword arguments of the parser; a key named after a subcommand holds its parser's.
         parser_class: the parser class, ``LightningArgumentParser`` or a subclass.
         subclass_mode_model: let ``--model`` name any subclass of ``model_class``.
         subclass_mode_data: let ``--data`` name any subclass of ``datamodule_class``.
@@ -181,7 +181,7 @@ class LightningCLI:
         for name, not_options in self.subcommands().items():
             method = getattr(self.trainer_class, name)
             description = (method.__doc__ or "").strip().partition("\n")[0]
-            kwargs = {"description": description, **main_kwargs, **subcommand_kwargs.get(name, {})}
+            kwargs = {"description": description, **subcommand_kwargs.get(name, {})}
             parser = self.init_parser(**kwargs)
             self._add_arguments(parser)
             parser.add_argument("--overwrite_config", action=_OverwriteConfig,

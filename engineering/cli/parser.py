@@ -89,7 +89,7 @@ class LightningArgumentParser(ArgumentParser):
 
     def add_lr_scheduler_args(
         self,
-        lr_scheduler_class: type | tuple[type, ...] = (torch.optim.lr_scheduler.LRScheduler, ReduceLROnPlateau),
+        lr_scheduler_class: type | tuple[type, ...] = (torch.optim.lr_scheduler.LRScheduler,),
         nested_key: str = "lr_scheduler", link_to: str = "AUTOMATIC",
     ) -> None:
         """Add a learning-rate scheduler's arguments, all but ``optimizer``, under ``nested_key``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -429,7 +430,7 @@ def test_fit_help_lists_every_trainer_flag_with_its_description(capsys, monkeypa
     monkeypatch.setenv("COLUMNS", "10000")  # one line per option, so that each description is found whole
     shown = help_text(capsys, "fit")
     documented = {param.arg_name: param.description for param in docstring_parser.parse(Trainer.__doc__).params}
-    flags = [name for name in Trainer.__init__.__code__.co_varnames[1:Trainer.__init__.__code__.co_kwonlyargcount + 1]]
+    flags = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
     assert flags and set(flags) == set(documented)
     for name in flags:
         assert f"--trainer.{name} " in shown
@@ -489,6 +490,17 @@ def test_the_trainer_flag_table_in_the_docs_says_what_the_docstring_says():
      "torch.optim has no attribute 'SDG'; did you mean torch.optim.SGD?"),
     (["fit", "--model", MODEL, "--optimizer", "torch.optim.SGD", "--optimizer.lrr", "1"],
      "SGD has no argument 'lrr'; did you mean lr?"),
+    (["fit", "--model", MODEL, "--optimizer.lr", "0.1"],
+     "--optimizer.lr sets an argument of the optimizer class, but none is chosen: pass --optimizer package.module.Class"),
+    (["fit", "--model", MODEL, "--lr_scheduler", "torch.optim.lr_scheduler.StepLR"],
+     "StepLR needs step_size (int), which has no default: pass --lr_scheduler.step_size VALUE"),
+    (["fit", "--model", MODEL, "--trainer.callbacks+=auxiliary.EarlyStoping"],
+     "auxiliary has no attribute 'EarlyStoping'; did you mean auxiliary.EarlyStopping?"),
+    (["fit", "--model", MODEL, "--seed_everything", "-3"], "--seed_everything: seed=-3 must be an int in [0, "),
+    (["fit", "--model", MODEL, "--optimizer", "torch.optim.SGD",
+      "--lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"],
+     "torch's ReduceLROnPlateau does not say which metric it follows: use --lr_scheduler "
+     "engineering.cli.ReduceLROnPlateau --lr_scheduler.monitor val_loss"),
 ])
 def test_a_usage_error_names_the_fix_and_exits_2(capsys, arguments, message):
     assert message in fails(capsys, *arguments)
@@ -501,6 +513,8 @@ def test_a_usage_error_names_the_fix_and_exits_2(capsys, arguments, message):
     ({"model": {"class_path": MODEL, "lr": 0.1}}, "unexpected keys next to class_path: put the class's arguments under init_args"),
     ({"trainer": {"callbacks": [{"class_path": dotted(Marker), "init_args": {"labl": "x"}}]}},
      "Marker has no argument 'labl'; did you mean label?"),
+    ({"trainer": {"max_epochs": "three"}}, "--trainer.max_epochs: expected int | None, got 'three'"),
+    ({"model": {"class_path": MODEL, "init_args": {"hidden": "abc"}}}, "--model.hidden: expected int, got 'abc'"),
 ])
 def test_a_config_file_error_names_the_fix_and_exits_2(capsys, tmp_path, config, message):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
