@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from engineering.cli.lightning_cli import ConfigExistsError, LightningCLI, SaveConfigCallback
+from engineering.cli.lightning_cli import LightningCLI
+from engineering.cli.save_config import ConfigExistsError, SaveConfigCallback
 from engineering.cli.parser import LightningArgumentParser, ReduceLROnPlateau
 
 __all__ = ["ConfigExistsError", "LightningArgumentParser", "LightningCLI", "ReduceLROnPlateau",

@@ -241,9 +241,10 @@ def test_optimizer_and_lr_scheduler_options_replace_configure_optimizers():
 
 
 def test_reduce_lr_on_plateau_follows_the_metric_it_names():
-    run = cli("fit", "--model", MODEL, "--data", DATA, "--trainer.logger", "false", *QUIET, *SHORT,
-              "--optimizer", "torch.optim.Adam", "--lr_scheduler", "engineering.cli.ReduceLROnPlateau",
-              "--lr_scheduler.monitor", "val_loss", "--lr_scheduler.patience", "0")
+    with pytest.warns(UserWarning, match="configure_optimizers is replaced"):
+        run = cli("fit", "--model", MODEL, "--data", DATA, "--trainer.logger", "false", *QUIET, *SHORT,
+                  "--optimizer", "torch.optim.Adam", "--lr_scheduler", "engineering.cli.ReduceLROnPlateau",
+                  "--lr_scheduler.monitor", "val_loss", "--lr_scheduler.patience", "0")
     [scheduler_config] = run.trainer.lr_scheduler_configs
     assert scheduler_config.monitor == "val_loss" and scheduler_config.scheduler.patience == 0
 
@@ -300,8 +301,9 @@ def test_a_printed_config_reproduces_the_run(capsys, tmp_path):
     arguments = ["fit", "--model", MODEL, "--data", DATA, "--seed_everything", "5", "--optimizer", "torch.optim.SGD",
                  "--optimizer.lr", "0.2", "--trainer.logger", "false", *QUIET, *SHORT]
     (tmp_path / "printed.yaml").write_text(printed_config(capsys, *arguments))
-    direct = cli(*arguments, "--trainer.default_root_dir", "direct")
-    reread = cli("fit", "--config", "printed.yaml", "--trainer.default_root_dir", "reread")
+    with pytest.warns(UserWarning, match="configure_optimizers is replaced"):
+        direct = cli(*arguments, "--trainer.default_root_dir", "direct")
+        reread = cli("fit", "--config", "printed.yaml", "--trainer.default_root_dir", "reread")
     assert type(reread.trainer.optimizers[0]) is torch.optim.SGD and reread.trainer.global_step == 2
     assert torch.equal(direct.model.layer.weight, reread.model.layer.weight)
     assert not torch.equal(CliModule().layer.weight, reread.model.layer.weight)  # it trained
