@@ -88,7 +88,7 @@ class LightningCLI:
         self.setup_parser(run, self.parser_kwargs, subcommand_kwargs)
         self.parse_arguments(self.parser, args)
         self.subcommand: str | None = self.config["subcommand"] if run else None
-        self._refuse_lightning_only_flags()
+        self._check_trainer_section()
         self._set_seed()
         self.before_instantiate_classes()
         self.instantiate_classes()
@@ -309,8 +309,12 @@ class LightningCLI:
         except ValueError as error:
             self._usage_error(f"--seed_everything: {error}")
 
-    def _refuse_lightning_only_flags(self) -> None:
+    def _check_trainer_section(self) -> None:
+        """What jsonargparse lets through: a ``trainer:`` that is not a mapping, Lightning-only flags set."""
         trainer = self._section(self.config).get("trainer") or {}
+        if not isinstance(trainer, Namespace):
+            self._usage_error(f"trainer must be a mapping of Trainer flags, such as {{max_epochs: 3}}, "
+                              f"got {trainer!r}")
         for name, default in LIGHTNING_ONLY_TRAINER_FLAGS.items():
             if name in trainer and trainer[name] != default:
                 self._usage_error(f"trainer.{name}: tribus's Trainer does not have Lightning's {name} flag; "

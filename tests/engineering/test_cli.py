@@ -498,6 +498,7 @@ def test_the_trainer_flag_table_in_the_docs_says_what_the_docstring_says():
      "StepLR needs step_size (int), which has no default: pass --lr_scheduler.step_size VALUE"),
     (["fit", "--model", MODEL, "--trainer.callbacks+=auxiliary.EarlyStoping"],
      "auxiliary has no attribute 'EarlyStoping'; did you mean auxiliary.EarlyStopping?"),
+    (["fit", "--model", MODEL, "extra"], "unexpected value 'extra': every value follows its option"),
     (["fit", "--model", MODEL, "--seed_everything", "-3"], "--seed_everything: seed=-3 must be an int in [0, "),
     (["fit", "--model", MODEL, "--optimizer", "torch.optim.SGD",
       "--lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"],
@@ -516,6 +517,7 @@ def test_a_usage_error_names_the_fix_and_exits_2(capsys, arguments, message):
     ({"trainer": {"callbacks": [{"class_path": dotted(Marker), "init_args": {"labl": "x"}}]}},
      "Marker has no argument 'labl'; did you mean label?"),
     ({"trainer": {"max_epochs": "three"}}, "--trainer.max_epochs: expected int | None, got 'three'"),
+    ({"trainer": [1, 2]}, "trainer must be a mapping of Trainer flags, such as {max_epochs: 3}, got [1, 2]"),
     ({"model": {"class_path": MODEL, "init_args": {"hidden": "abc"}}}, "--model.hidden: expected int, got 'abc'"),
 ])
 def test_a_config_file_error_names_the_fix_and_exits_2(capsys, tmp_path, config, message):
