@@ -1,4 +1,4 @@
-"""The ``tribus`` command line and ``LightningCLI``, on jsonargparse: ``tribus fit --model pkg.Net --trainer.max_epochs 3``.
+"""The ``tribus`` command line and ``LightningCLI``, on jsonargparse: ``tribus fit --model pkg.Net --data pkg.Data``.
 
 The options come from the ``__init__`` signatures (and docstrings) of the LightningModule, the LightningDataModule
 and the Trainer. jsonargparse reads them, the ``--config`` files and the command line in the order given; tribus

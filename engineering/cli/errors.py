@@ -24,9 +24,11 @@ from research import LightningDataModule, LightningModule
 
 _EXAMPLE_MODEL = "research.mnist.MNISTClassifier"
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (?P<words>.*)", re.DOTALL)
-_UNEXPECTED_KEY = re.compile(r"does not accept (?:option|key) '(?P<key>[^']+)'|Key \"(?P<other>[^\"]+)\" is not expected")
+_UNEXPECTED_KEY = re.compile(
+    r"does not accept (?:option|key) '(?P<key>[^']+)'|Key \"(?P<other>[^\"]+)\" is not expected")
 _PARSER_KEY = re.compile(r'Parser key "(?P<key>[^"]+)"')
-_CLASS_PROBLEM = re.compile(r"Problem with given class_path '(?P<path>[^']+)':\s*(?P<reason>.*)", re.DOTALL)
+_CLASS_PROBLEM = re.compile(r"Problem with given class_path '(?P<path>[^']+)':")
+_SUBTYPE = re.compile(r"Subtypes: \[<class '(?P<path>[\w.]+)'>")
 _NOT_ACCEPTED = re.compile(r"Option '(?P<name>[^']+)' is not accepted")
 _REQUIRED = re.compile(r"the following arguments are required: (?P<names>[\w., ]+)")
 _NOT_SUBCLASS = re.compile(r"does not correspond to a subclass of (?P<base>\w+)")
@@ -59,8 +61,10 @@ def explain(message: str, parsers: list[Any]) -> str:
     outer = _PARSER_KEY.search(message)
     key = outer["key"] if outer else ""
     problems = list(_CLASS_PROBLEM.finditer(message))
-    if problems:
-        return _class_problem(key, problems[-1]["path"], problems[-1]["reason"])
+    if problems:  # the innermost class, when one class's argument is another class
+        innermost = problems[-1]
+        base = _expected_base(message[:innermost.start()])
+        return _class_problem(key, innermost["path"], message[innermost.end():], base)
     match = _NOT_SUBCLASS.search(message)
     given = _given(message)
     if match and given is not None:
@@ -133,11 +137,18 @@ def _expected(key: str, parsers: list[Any]) -> str:
     return "another value"
 
 
-def _class_problem(key: str, class_path: str, reason: str) -> str:
+def _expected_base(before: str) -> type:
+    """The class jsonargparse expected where the innermost class path was given: the last one it names before it."""
+    subtypes = list(_SUBTYPE.finditer(before))
+    expected = _import(subtypes[-1]["path"]) if subtypes else None
+    return expected if isinstance(expected, type) else object
+
+
+def _class_problem(key: str, class_path: str, reason: str, base: type) -> str:
     """A class path that does not import, or arguments its class does not take."""
     option = f"--{key}" if key else "init_args"
     if _IMPORT_FAILURE.search(reason):
-        return import_problem(class_path, _SECTION_BASES.get(key, object))
+        return import_problem(class_path, base)
     cls = _import(class_path)
     name = getattr(cls, "__qualname__", class_path)
     match = _NOT_ACCEPTED.search(reason)
@@ -197,9 +208,12 @@ def import_problem(path: str, base: type) -> str:
         for depth, attribute in enumerate(parts[split:]):
             if not hasattr(found, attribute):
                 owner = ".".join(parts[:split + depth])
-                classes = [name for name, value in vars(found).items()
-                           if isinstance(value, type) and issubclass(value, base)]
-                return f"{owner} has no attribute {attribute!r}{did_you_mean(attribute, classes, owner + '.')}"
+                classes = {name: value for name, value in vars(found).items() if isinstance(value, type)}
+                fitting = [name for name, value in classes.items() if issubclass(value, base)]
+                # A class of the expected kind first; then any class of the module.
+                prefix = owner + "."
+                suggestion = did_you_mean(attribute, fitting, prefix) or did_you_mean(attribute, classes, prefix)
+                return f"{owner} has no attribute {attribute!r}{suggestion}"
             found = getattr(found, attribute)
         return f"{path} is not a {base.__name__} subclass"
     top_level = [module.name for module in pkgutil.iter_modules()]

@@ -217,8 +217,8 @@ class LightningCLI:
         callbacks += default_callbacks if isinstance(default_callbacks, list) else [default_callbacks]
         if self.save_config_callback is not None and not config.get("fast_dev_run", False):
             parser = self._parser(self.subcommand)
-            kwargs = {"overwrite": getattr(parser, "overwrite_config", False), **self.save_config_kwargs}
-            callbacks.append(self.save_config_callback(parser, self._section(self.config), **kwargs))
+            save_kwargs = {"overwrite": getattr(parser, "overwrite_config", False), **self.save_config_kwargs}
+            callbacks.append(self.save_config_callback(parser, self._section(self.config), **save_kwargs))
         config["callbacks"] = callbacks
         try:
             return self.trainer_class(**config)
@@ -280,7 +280,7 @@ class LightningCLI:
 
     # -- running -------------------------------------------------------------------------------------------
     def _run_subcommand(self, subcommand: str) -> None:
-        """Call ``before_<subcommand>``, the Trainer method (or this class's of the same name), ``after_<subcommand>``."""
+        """Call ``before_<subcommand>``, the Trainer method (or this class's of that name), ``after_<subcommand>``."""
         before = getattr(self, f"before_{subcommand}", None)
         if callable(before):
             before()

@@ -106,6 +106,14 @@ class Marker(Callback):
         self.label, self.times = label, times
 
 
+class HoldsMarker(TinyModule):
+    """A module with a class-typed argument."""
+
+    def __init__(self, marker: Marker | None = None) -> None:
+        super().__init__()
+        self.marker = marker
+
+
 MODEL, DATA = dotted(CliModule), dotted(TinyData)
 
 
@@ -208,6 +216,12 @@ def test_subclass_mode_lets_a_given_model_class_be_replaced_by_a_subclass():
     run = LightningCLI(CliModule, subclass_mode_model=True, run=False,
                        args=["--model", dotted(SelfFeedingModule), "--model.hidden", "3"])
     assert type(run.model) is SelfFeedingModule and run.model.hparams.hidden == 3
+
+
+def test_a_class_typed_argument_of_the_model_is_built_from_its_class_path():
+    run = cli("--model", dotted(HoldsMarker), "--model.marker", dotted(Marker), "--model.marker.label", "inner",
+              run=False)
+    assert isinstance(run.model.marker, Marker) and run.model.marker.label == "inner"
 
 
 def test_args_may_be_a_dict_of_the_config():
@@ -473,7 +487,8 @@ def test_the_trainer_flag_table_in_the_docs_says_what_the_docstring_says():
     (["fit", "--trainer.max_epochs", "1"], "no model chosen: pass --model package.module.YourModule"),
     (["fit", "--model", MODEL, "--trainer.max_epoch", "3"],
      "unrecognized argument --trainer.max_epoch; did you mean --trainer.max_epochs?"),
-    (["fit", "--model", MODEL, "--trainer.max_epochs", "three"], "--trainer.max_epochs: expected int | None, got 'three'"),
+    (["fit", "--model", MODEL, "--trainer.max_epochs", "three"],
+     "--trainer.max_epochs: expected int | None, got 'three'"),
     (["fit", "--model", MODEL, "--model.mode", "medium"], "--model.mode: expected 'fast' | 'slow', got 'medium'"),
     (["fit", "--model", MODEL, "--model.hiden", "3"], "CliModule has no argument 'hiden'; did you mean hidden?"),
     (["fit", "--model", "research.mnist.MNISTClassifer"],
@@ -481,7 +496,8 @@ def test_the_trainer_flag_table_in_the_docs_says_what_the_docstring_says():
     (["fit", "--model", "reserch.mnist.MNISTClassifier"], "there is no module 'reserch'; did you mean research?"),
     (["fit", "--model", "research.mnist.MNISTDataModule"],
      "research.mnist.MNISTDataModule is not a LightningModule subclass; pass it with --data"),
-    (["fit", "--model", MODEL, "--data", MODEL], f"{MODEL} is not a LightningDataModule subclass; pass it with --model"),
+    (["fit", "--model", MODEL, "--data", MODEL],
+     f"{MODEL} is not a LightningDataModule subclass; pass it with --model"),
     (["fit", "--model", dotted(NeedsWidth)],
      "NeedsWidth needs width (int), which has no default: pass --model.width VALUE or set it in a --config file"),
     (["fit", "--model", MODEL, "--data.batch_size", "8"],
@@ -493,11 +509,14 @@ def test_the_trainer_flag_table_in_the_docs_says_what_the_docstring_says():
     (["fit", "--model", MODEL, "--optimizer", "torch.optim.SGD", "--optimizer.lrr", "1"],
      "SGD has no argument 'lrr'; did you mean lr?"),
     (["fit", "--model", MODEL, "--optimizer.lr", "0.1"],
-     "--optimizer.lr sets an argument of the optimizer class, but none is chosen: pass --optimizer package.module.Class"),
+     "--optimizer.lr sets an argument of the optimizer class, but none is chosen: pass --optimizer "
+     "package.module.Class"),
     (["fit", "--model", MODEL, "--lr_scheduler", "torch.optim.lr_scheduler.StepLR"],
      "StepLR needs step_size (int), which has no default: pass --lr_scheduler.step_size VALUE"),
     (["fit", "--model", MODEL, "--trainer.callbacks+=auxiliary.EarlyStoping"],
      "auxiliary has no attribute 'EarlyStoping'; did you mean auxiliary.EarlyStopping?"),
+    (["fit", "--model", dotted(HoldsMarker), "--model.marker", f"{__name__}.Markr"],
+     f"{__name__} has no attribute 'Markr'; did you mean {dotted(Marker)}?"),
     (["fit", "--model", MODEL, "extra"], "unexpected value 'extra': every value follows its option"),
     (["fit", "--model", MODEL, "--seed_everything", "-3"], "--seed_everything: seed=-3 must be an int in [0, "),
     (["fit", "--model", MODEL, "--optimizer", "torch.optim.SGD",
@@ -513,10 +532,14 @@ def test_a_usage_error_names_the_fix_and_exits_2(capsys, arguments, message):
     ({"trainr": {"max_epochs": 1}}, "unknown key 'trainr.max_epochs' in the config; did you mean trainer.max_epochs?"),
     ({"trainer": {"max_epoch": 3}}, "unknown key 'trainer.max_epoch' in the config; did you mean trainer.max_epochs?"),
     ({"model": {"class_path": MODEL, "init_args": {"lrr": 0.1}}}, "CliModule has no argument 'lrr'; did you mean lr?"),
-    ({"model": {"class_path": MODEL, "lr": 0.1}}, "unexpected keys next to class_path: put the class's arguments under init_args"),
+    ({"model": {"class_path": MODEL, "lr": 0.1}},
+     "unexpected keys next to class_path: put the class's arguments under init_args"),
     ({"trainer": {"callbacks": [{"class_path": dotted(Marker), "init_args": {"labl": "x"}}]}},
      "Marker has no argument 'labl'; did you mean label?"),
     ({"trainer": {"max_epochs": "three"}}, "--trainer.max_epochs: expected int | None, got 'three'"),
+    ({"model": {"class_path": dotted(HoldsMarker),
+                "init_args": {"marker": {"class_path": dotted(Marker), "init_args": {"labl": "x"}}}}},
+     "Marker has no argument 'labl'; did you mean label?"),
     ({"trainer": [1, 2]}, "trainer must be a mapping of Trainer flags, such as {max_epochs: 3}, got [1, 2]"),
     ({"model": {"class_path": MODEL, "init_args": {"hidden": "abc"}}}, "--model.hidden: expected int, got 'abc'"),
 ])
