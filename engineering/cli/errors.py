@@ -26,6 +26,7 @@ _EXAMPLE_MODEL = "research.mnist.MNISTClassifier"
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (?P<words>.*)", re.DOTALL)
 _UNEXPECTED_KEY = re.compile(
     r"does not accept (?:option|key) '(?P<key>[^']+)'|Key \"(?P<other>[^\"]+)\" is not expected")
+_BEFORE_SUBCOMMAND = re.compile(r"Option '(?P<key>[^']+)' is not accepted before subcommand '(?P<subcommand>\w+)'")
 _PARSER_KEY = re.compile(r'Parser key "(?P<key>[^"]+)"')
 _CLASS_PROBLEM = re.compile(r"Problem with given class_path '(?P<path>[^']+)':")
 _SUBTYPE = re.compile(r"Subtypes: \[<class '(?P<path>[\w.]+)'>")
@@ -51,6 +52,11 @@ def explain(message: str, parsers: list[Any]) -> str:
     match = _UNRECOGNIZED.search(message)
     if match:
         return _unrecognized(match["words"].split(), parsers)
+    match = _BEFORE_SUBCOMMAND.search(message)
+    if match:
+        subcommand = match["subcommand"]
+        return (f"{match['key']} is given before the subcommand, where a config holds one section per subcommand: "
+                f"put --config after {subcommand!r}, or nest the file's keys under '{subcommand}:'")
     match = _UNEXPECTED_KEY.search(message)
     if match:
         key = match["key"] or match["other"]

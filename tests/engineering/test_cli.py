@@ -548,6 +548,16 @@ def test_a_config_file_error_names_the_fix_and_exits_2(capsys, tmp_path, config,
     assert message in fails(capsys, "fit", "--model", MODEL, "--config", "bad.yaml")
 
 
+def test_a_config_before_the_subcommand_holds_a_section_per_subcommand(capsys, tmp_path):
+    (tmp_path / "flat.yaml").write_text(yaml.safe_dump({"trainer": {"max_epochs": 2}}))
+    assert ("trainer.max_epochs is given before the subcommand, where a config holds one section per subcommand: "
+            "put --config after 'fit', or nest the file's keys under 'fit:'") in fails(
+        capsys, "--config", "flat.yaml", "fit", "--model", MODEL)
+    (tmp_path / "sections.yaml").write_text(yaml.safe_dump({"fit": {"trainer": {"max_epochs": 2}}}))
+    config = yaml.safe_load(printed_config(capsys, "--config", "sections.yaml", "fit", "--model", MODEL))
+    assert config["trainer"]["max_epochs"] == 2
+
+
 # -------------------------------------------------------------------------------------------------
 # The installed console script
 # -------------------------------------------------------------------------------------------------
