@@ -34,6 +34,8 @@ def check_limit(name: str, value: Any) -> int | float:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MisconfigurationError(f"{name}={value!r} must be an int (batches) or a float fraction in [0, 1].")
+    if isinstance(value, float) and value > 1.0 and value.is_integer():
+        value = int(value)  # as Lightning: 2.0 means two batches (a config file may write an int as a float)
     if isinstance(value, int):
         if value < 0:
             raise MisconfigurationError(f"{name}={value} is negative; pass 0 or more batches.")

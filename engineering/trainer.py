@@ -59,7 +59,72 @@ class _LoaderState:
 
 
 class Trainer:
-    """Runs a LightningModule: ``fit``, ``validate``, ``test``, ``predict``. Flags mean what Lightning's mean."""
+    """Runs a LightningModule: ``fit``, ``validate``, ``test``, ``predict``. Flags mean what Lightning's mean.
+
+    The descriptions below are also the ``tribus fit --help`` text and the flag table of docs/engineering.md.
+
+    Args:
+        accelerator: `"cpu"`, `"gpu"`/`"cuda"`, `"mps"`, `"tpu"`/`"xla"`, or `"auto"` (CUDA if available, then MPS,
+            else the CPU). Asking for one that is not there fails at once, listing what is.
+        strategy: `"auto"` (one device: `single_device`; several: `ddp`; XLA: `xla`), `"single_device"`, `"ddp"`,
+            `"ddp_spawn"`, `"ddp_find_unused_parameters_true"`, `"fsdp"`, `"xla"`, or a strategy object.
+        devices: a count, `-1` (all), a list of indices, a string `"0,1"`, or `"auto"` (all GPUs; one CPU process).
+            More than one device means one process per device.
+        num_nodes: machines taking part; the process count is `devices × num_nodes`.
+        precision: `"32-true"`, `"64-true"`, `"16-mixed"`, `"bf16-mixed"`, `"16-true"`, `"bf16-true"`; also `32`,
+            `64`, `16`, `"bf16"`. `"16-mixed"` on the CPU autocasts to bfloat16 and warns.
+        logger: `None`/`True`: the default logger (TensorBoard when installed, else CSV) under `default_root_dir`;
+            `False`: none; a `Logger` or a list of them.
+        callbacks: a `Callback` or a list; they hear events in list order, before discovered subscribers, with
+            checkpointing last.
+        fast_dev_run: `True` (1) or `n`: run `n` training and `n` validation batches (and `n` test/predict batches),
+            one epoch, no sanity check, no logger, no checkpoints. A smoke test.
+        max_epochs: stop after this many epochs; `-1` never. `None` means 1000 when neither `max_steps` nor
+            `max_time` is set, else unlimited.
+        min_epochs: a stop request (`trainer.should_stop`, EarlyStopping) waits until this many epochs ran.
+        max_steps: stop after this many optimizer steps (accumulated batches count once); `-1` never.
+        min_steps: a stop request waits until this many optimizer steps ran.
+        max_time: stop after this much training time (from `on_train_start`), checked after every batch:
+            `"DD:HH:MM:SS"`, a `datetime.timedelta` or a dict.
+        limit_train_batches: an int (batches) or a fraction of each training epoch.
+        limit_val_batches: the same for validation; `0` turns validation off.
+        limit_test_batches: the same for `trainer.test`.
+        limit_predict_batches: the same for `trainer.predict`.
+        overfit_batches: an int or fraction: train and validate on that many batches only, and read the training
+            loader in order.
+        val_check_interval: a fraction of an epoch (`0.25`: four validations an epoch) or an int number of training
+            batches. With `check_val_every_n_epoch=None`, an int counts batches across epochs.
+        check_val_every_n_epoch: validate in every n-th epoch; `None` leaves it to `val_check_interval` alone.
+        num_sanity_val_steps: validation batches to run before training, to catch bugs early; their metrics are
+            dropped. `-1` all, `0` none. Skipped when resuming.
+        log_every_n_steps: send step values to the loggers every n optimizer steps.
+        enable_checkpointing: add a `ModelCheckpoint()` (the latest weights after every epoch, in
+            `<log_dir>/checkpoints`) when `callbacks` has none.
+        enable_progress_bar: the default progress bar (`TQDMProgressBar`, from `auxiliary` through the discovery
+            door).
+        enable_model_summary: the layer table printed when fit starts (`ModelSummary`).
+        accumulate_grad_batches: step the optimizer every n batches, with the loss divided by n; the last batch of
+            an epoch closes its window. Automatic optimization only.
+        gradient_clip_val: clip gradients (after unscaling) to this value before each step; `None` or `0` does not
+            clip. Automatic optimization only.
+        gradient_clip_algorithm: `"norm"` (`clip_grad_norm_`) or `"value"` (`clip_grad_value_`).
+        deterministic: `True` / `"warn"` / `False`: `torch.use_deterministic_algorithms` for the duration of each
+            run (also sets `CUBLAS_WORKSPACE_CONFIG` and turns cuDNN benchmarking off unless `benchmark` says
+            otherwise). `None` leaves torch's setting. Restored when the run ends.
+        benchmark: `torch.backends.cudnn.benchmark` for the duration of each run; `None` leaves it.
+        inference_mode: evaluate under `torch.inference_mode()`; `False` uses `torch.no_grad()`.
+        use_distributed_sampler: replace a plain training `DataLoader`'s sampler by a `ResumableSampler` (shuffled
+            or not, as the loader was; sharded across processes), so that order and resume are exact. `False` leaves
+            samplers alone.
+        sync_batchnorm: with DDP or FSDP, turn BatchNorm layers into SyncBatchNorm.
+        profiler: `"simple"`, `"advanced"`, `"pytorch"`, `True` (simple), any name registered under the entry-point
+            group `tribus.profilers`, or a `Profiler` object.
+        detect_anomaly: `torch.autograd.set_detect_anomaly` for the duration of each run (slow; for debugging NaNs).
+        barebones: the bare loop: no discovered subscribers, logger, checkpointing, progress bar, summary or sanity
+            check, and `self.log` does nothing. Turning one of those on as well is an error.
+        default_root_dir: where the default logger, the default checkpoints and preemption checkpoints
+            (`hpc_ckpt_<n>.ckpt`) go.
+    """
 
     def __init__(
         self, *, accelerator: str = "auto", strategy: str | SingleDeviceStrategy = "auto",
