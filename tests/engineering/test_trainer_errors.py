@@ -419,3 +419,9 @@ def test_setting_a_flag_on_the_trainer_validates_it(tmp_path):
     with pytest.raises(MisconfigurationError, match=r"accumulate_grad_batches=0 must be an int >= 1"):
         trainer.accumulate_grad_batches = 0
     assert trainer.accumulate_grad_batches == 4
+
+
+def test_a_whole_float_limit_above_one_means_that_many_batches_as_in_lightning(tmp_path):
+    trainer = Trainer(limit_train_batches=2.0, limit_val_batches=0.5, default_root_dir=tmp_path, **QUIET)
+    assert (trainer.limit_train_batches, trainer.limit_val_batches) == (2, 0.5)
+    assert isinstance(trainer.limit_train_batches, int)
