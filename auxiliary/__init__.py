@@ -3,7 +3,7 @@
 from engineering import Callback
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
-from auxiliary.loggers import CSVLogger, TensorBoardLogger
+from auxiliary.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
@@ -19,6 +19,7 @@ __all__ = [
     "EarlyStoppingReason",
     "EventTrace",
     "LearningRateMonitor",
+    "MLFlowLogger",
     "ModelSummary",
     "ProgressBar",
     "PyTorchProfiler",
