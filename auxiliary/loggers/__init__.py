@@ -4,5 +4,6 @@ Comet, Neptune), whose library is imported only when its logger is used."""
 from auxiliary.loggers.csv import CSVLogger
 from auxiliary.loggers.mlflow import MLFlowLogger
 from auxiliary.loggers.tensorboard import TensorBoardLogger
+from auxiliary.loggers.wandb import WandbLogger
 
-__all__ = ["CSVLogger", "MLFlowLogger", "TensorBoardLogger"]
+__all__ = ["CSVLogger", "MLFlowLogger", "TensorBoardLogger", "WandbLogger"]

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from mlflow.tracking import MlflowClient
 
 from auxiliary import MLFlowLogger, TensorBoardLogger
 from engineering import Callback, ModelCheckpoint, Trainer
+from tests.auxiliary.loggers.history import tensorboard_history
 from tests.helpers import TinyModule, tiny_loader
-
-mlflow = pytest.importorskip("mlflow")
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 NO_EXTRAS = dict(enable_progress_bar=False, enable_model_summary=False)
 
@@ -83,13 +81,6 @@ def server(tmp_path, monkeypatch):
 
 def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((metric.step, metric.value) for metric in client.get_metric_history(run_id, key))
-
-
-def tensorboard_history(log_dir: str) -> dict[str, list[tuple[int, float]]]:
-    accumulator = EventAccumulator(log_dir)
-    accumulator.Reload()
-    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"] if tag != "hp_metric"}
 
 
 def assert_same_history(client: MlflowClient, run_id: str, tensorboard: dict[str, list[tuple[int, float]]]):
