@@ -3,7 +3,7 @@
 from engineering import Callback
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
-from auxiliary.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from auxiliary.loggers import CSVLogger, CometLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
@@ -14,6 +14,7 @@ __all__ = [
     "AdvancedProfiler",
     "CSVLogger",
     "Callback",
+    "CometLogger",
     "DeviceStatsMonitor",
     "EarlyStopping",
     "EarlyStoppingReason",
