@@ -3,7 +3,7 @@
 from engineering import Callback
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
-from auxiliary.loggers import CSVLogger, CometLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from auxiliary.loggers import CSVLogger, CometLogger, MLFlowLogger, NeptuneLogger, TensorBoardLogger, WandbLogger
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
@@ -22,6 +22,7 @@ __all__ = [
     "LearningRateMonitor",
     "MLFlowLogger",
     "ModelSummary",
+    "NeptuneLogger",
     "ProgressBar",
     "PyTorchProfiler",
     "SimpleProfiler",

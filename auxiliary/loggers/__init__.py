@@ -4,7 +4,8 @@ Comet, Neptune), whose library is imported only when its logger is used."""
 from auxiliary.loggers.comet import CometLogger
 from auxiliary.loggers.csv import CSVLogger
 from auxiliary.loggers.mlflow import MLFlowLogger
+from auxiliary.loggers.neptune import NeptuneLogger
 from auxiliary.loggers.tensorboard import TensorBoardLogger
 from auxiliary.loggers.wandb import WandbLogger
 
-__all__ = ["CSVLogger", "CometLogger", "MLFlowLogger", "TensorBoardLogger", "WandbLogger"]
+__all__ = ["CSVLogger", "CometLogger", "MLFlowLogger", "NeptuneLogger", "TensorBoardLogger", "WandbLogger"]

@@ -43,6 +43,9 @@ class AbsentExperiment:
     def __getitem__(self, key: Any) -> AbsentExperiment:
         return self
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
 
 class Courier:
     """Delivers a tracker's calls in order from a background thread, so a slow or lost tracker never stalls or
