@@ -106,7 +106,7 @@ class Courier:
             self._condition.notify_all()
         if not delivered:
             warnings.warn(
-                f"{self.tracker}: {len(undelivered)} calls were not delivered within {timeout_s:.0f} s of the run's "
+                f"{self.tracker}: {len(undelivered)} calls were not delivered within {timeout_s:g} s of the run's "
                 f"end and are lost ({', '.join(undelivered[:3])}{', ...' if len(undelivered) > 3 else ''}). "
                 f"Check that the tracker is reachable.", RuntimeWarning, stacklevel=2,
             )
@@ -119,7 +119,7 @@ class Courier:
         if failure is not None:
             warnings.warn(
                 f"{self.tracker}: {failure}. Training goes on; this call and the {max(waiting - 1, 0)} sent after "
-                f"it wait in memory and are retried with backoff (up to every {self._max_delay_s:.0f} s).",
+                f"it wait in memory and are retried with backoff (up to every {self._max_delay_s:g} s).",
                 RuntimeWarning, stacklevel=3,
             )
         for what in dropped:
