@@ -13,6 +13,8 @@ import pytest
 
 from auxiliary import CometLogger, MLFlowLogger, NeptuneLogger, WandbLogger
 from auxiliary.loggers.tracking import Courier
+from engineering import Logger, ModelCheckpoint, Trainer
+from tests.helpers import TinyModule, tiny_loader
 
 ROOT = Path(__file__).resolve().parents[3]
 TRACKERS = [(MLFlowLogger, "mlflow", "mlflow"), (WandbLogger, "wandb", "wandb"), (CometLogger, "comet_ml", "comet"),
@@ -89,3 +91,23 @@ def test_closing_gives_up_after_the_timeout_and_says_what_was_lost():
     with pytest.warns(RuntimeWarning, match=r"Tracker: 1 calls were not delivered within 1 s .*\(call 0\)"):
         courier.close(1)
     assert time.monotonic() - started < 3
+
+
+class SaveRecorder(Logger):
+    def __init__(self) -> None:
+        self.saved: list[list[str]] = []
+
+    def log_metrics(self, metrics, step=None) -> None: ...
+
+    def log_hyperparams(self, params) -> None: ...
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        self.saved.append(sorted(path.name for path in Path(checkpoint_callback.dirpath).glob("*.ckpt")))
+
+
+def test_model_checkpoint_tells_every_logger_after_each_file_it_writes(tmp_path):
+    first, second = SaveRecorder(), SaveRecorder()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1)
+    Trainer(max_epochs=2, logger=[first, second], callbacks=[checkpoint], enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path).fit(TinyModule(), tiny_loader())
+    assert first.saved == second.saved == [["epoch=0-step=4.ckpt"], ["epoch=0-step=4.ckpt", "epoch=1-step=8.ckpt"]]
