@@ -52,6 +52,10 @@ class CometLogger(Logger):
         self._experiment: Any = None
         self._courier = Courier("Comet")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a spawned process) without the experiment; its key takes the copy to the same one."""
+        return {**self.__dict__, "_experiment": None}
+
     @property
     def experiment(self) -> Any:
         """The ``comet_ml`` experiment; the first access starts it (and imports comet_ml). On other ranks, a no-op."""

@@ -72,10 +72,14 @@ class MLFlowLogger(Logger):
         self._log_batch_options = {} if synchronous is None else {"synchronous": synchronous}
         self.delivery_timeout_s = delivery_timeout_s
         self._client: Any = None
-        self._courier = Courier("MLflow", permanent=lambda error: getattr(error, "error_code", None) in _REFUSED)
+        self._courier = Courier("MLflow", permanent=_refused)
         self._checkpoint_callback: Any = None
         self._uploaded: dict[str, float] = {}
         self._renamed_metrics: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a spawned process) without the client; the run id takes the copy to the same run."""
+        return {**self.__dict__, "_client": None}
 
     # -- the run -------------------------------------------------------------------------------
     @property
@@ -234,3 +238,8 @@ class MLFlowLogger(Logger):
         self._courier.send(f"marking the run {_RUN_STATUS.get(status, status)}",
                            lambda: client.set_terminated(run_id, _RUN_STATUS.get(status, status)))
         self._courier.close(self.delivery_timeout_s)
+
+
+def _refused(error: BaseException) -> bool:
+    """The store refused the call; sending it again cannot succeed."""
+    return getattr(error, "error_code", None) in _REFUSED

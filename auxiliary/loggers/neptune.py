@@ -53,12 +53,22 @@ class NeptuneLogger(Logger):
             raise ValueError("NeptuneLogger: a run you pass was already set up; pass either run=... or the "
                              "arguments for a new one (api_key, project, name, mode, ...), not both.")
         self._run = run
+        self._opens_its_run = run is None
         self._init_options = {"api_token": api_key, "project": project, "name": name, **neptune_run_kwargs}
         self._log_model_checkpoints = log_model_checkpoints
         self._prefix = prefix
         self.delivery_timeout_s = delivery_timeout_s
         self._courier = Courier("Neptune")
         self._uploaded: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a spawned process) without the run. A run this logger opened on a server is reopened by
+        its id; an offline or debug run cannot be, nor a run passed in: the copy starts a new one."""
+        state = {**self.__dict__, "_run": None}
+        on_server = self._init_options.get("mode") not in ("offline", "debug", "read-only")
+        if self._run is not None and self._opens_its_run and on_server:
+            state["_init_options"] = {**self._init_options, "with_id": self._run["sys/id"].fetch()}
+        return state
 
     @property
     def run(self) -> Any:

@@ -47,6 +47,11 @@ class AbsentExperiment:
         pass
 
 
+def retry_always(error: BaseException) -> bool:
+    """The default: no error is permanent (a module-level function, so a courier pickles)."""
+    return False
+
+
 class Courier:
     """Delivers a tracker's calls in order from a background thread, so a slow or lost tracker never stalls or
     crashes training.
@@ -58,7 +63,7 @@ class Courier:
     with a warning.
     """
 
-    def __init__(self, tracker: str, permanent: Callable[[BaseException], bool] = lambda error: False,
+    def __init__(self, tracker: str, permanent: Callable[[BaseException], bool] = retry_always,
                  first_delay_s: float = 0.5, max_delay_s: float = 30.0) -> None:
         self.tracker = tracker
         self._permanent = permanent
@@ -71,6 +76,17 @@ class Courier:
         self._failing = False
         self._dropped: list[str] = []
         self._thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A courier travels to a spawned process empty: its thread, lock and queue stay with the sender."""
+        state = self.__dict__.copy()
+        state.update(_pending=collections.deque(), _condition=None, _busy=False, _failure=None, _failing=False,
+                     _dropped=[], _thread=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._condition = threading.Condition()
 
     def send(self, what: str, call: Callable[[], Any]) -> None:
         """Queue ``call`` (described by ``what``, e.g. "log metrics at step 3") for delivery."""

@@ -75,6 +75,13 @@ class WandbLogger(Logger):
         self._checkpoint_callbacks: dict[int, Any] = {}
         self._uploaded: dict[str, float] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a spawned process) without the run; its id takes the copy to the same run."""
+        state = {**self.__dict__, "_experiment": None}
+        if self._experiment is not None:
+            state["_init_options"] = {**self._init_options, "id": self._experiment.id}
+        return state
+
     @property
     def experiment(self) -> Any:
         """The ``wandb`` Run; the first access starts it (and imports wandb). On other ranks, a no-op."""

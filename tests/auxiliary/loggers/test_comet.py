@@ -8,6 +8,7 @@ tensorboard and also record what TensorBoardLogger writes.
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -98,3 +99,17 @@ def test_only_global_rank_zero_talks_to_comet(tmp_path, monkeypatch):
     logger.experiment.log_metric("ignored", 1)
     logger.finalize("success")
     assert not (tmp_path / "comet").exists() and logger.version is None
+
+
+def test_a_pickled_logger_continues_the_same_experiment(tmp_path):
+    """What ddp_spawn does to a logger before its processes start."""
+    logger = CometLogger(online=False, offline_directory=str(tmp_path / "comet"), **QUIET_COMET)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    logger.finalize("success")
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+
+    before, after = archives(tmp_path / "comet")
+    assert before.experiment["offline_id"] == after.experiment["offline_id"] == logger.version == copy.version
+    assert (before.metrics()["loss"], after.metrics()["loss"]) == ([(0, 1.0, None)], [(1, 0.5, None)])

@@ -4,6 +4,7 @@ with ``MlflowClient``."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -206,3 +207,16 @@ def test_only_global_rank_zero_talks_to_mlflow(tmp_path, monkeypatch):
     logger.experiment.log_param("ignored", 1)
     logger.finalize("success")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_pickled_logger_logs_to_the_same_run(tmp_path):
+    """What ddp_spawn does to a logger before its processes start."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLFlowLogger(tracking_uri=uri)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+    logger.finalize("success")
+    assert copy.run_id == logger.run_id
+    assert history(MlflowClient(uri), logger.run_id, "loss") == [(0, 1.0), (1, 0.5)]

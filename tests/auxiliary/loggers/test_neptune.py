@@ -3,6 +3,7 @@ own DiskQueue and operation classes, debug runs read back through the run object
 
 from __future__ import annotations
 
+import pickle
 import threading
 from pathlib import Path
 
@@ -128,3 +129,17 @@ def test_only_global_rank_zero_talks_to_neptune(tmp_path, monkeypatch):
     logger.run["ignored"] = 1
     logger.finalize("success")
     assert not Path(".neptune").exists()
+
+
+def test_a_pickled_logger_leaves_its_run_behind_and_logs_on(tmp_path):
+    """What ddp_spawn does to a logger; a debug run has no id to reopen, so the copy starts its own."""
+    logger = NeptuneLogger(mode="debug", **QUIET_NEPTUNE)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+    logger.finalize("success")
+    assert copy.run is not logger.run
+    assert copy.run["training/loss"].fetch_last() == 0.5
+    copy.run.stop()
+    logger.run.stop()

@@ -8,6 +8,7 @@ protobuf schema, ``wandb.proto.wandb_internal_pb2.Record``.
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,19 @@ def test_only_global_rank_zero_talks_to_wandb(tmp_path, monkeypatch):
     logger.experiment.log({"ignored": 1})
     logger.finalize("success")
     assert not (tmp_path / "wb").exists() and wandb.run is None
+
+
+def test_a_pickled_logger_continues_the_same_run(tmp_path):
+    """What ddp_spawn does to a logger before its processes start; the copy runs where no run is open."""
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    logger.finalize("success")
+    close_runs()
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+    close_runs()
+
+    first, second = offline_runs(tmp_path)
+    assert first.run_id == second.run_id == logger.version == copy.version
+    assert (first.history("loss"), second.history("loss")) == ([(0, 1.0)], [(1, 0.5)])
