@@ -220,3 +220,35 @@ def test_a_pickled_logger_logs_to_the_same_run(tmp_path):
     logger.finalize("success")
     assert copy.run_id == logger.run_id
     assert history(MlflowClient(uri), logger.run_id, "loss") == [(0, 1.0), (1, 0.5)]
+
+
+DDP_SCRIPT = """
+import sys
+
+from auxiliary import MLFlowLogger
+from engineering import Trainer
+from tests.helpers import TinyModule, tiny_loader
+
+if __name__ == "__main__":
+    trainer = Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", max_epochs=1, log_every_n_steps=1,
+                      logger=MLFlowLogger(tracking_uri=sys.argv[1]), enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(TinyModule(), tiny_loader())
+"""
+
+
+@pytest.mark.slow  # two spawned processes importing torch and mlflow: about 40 s on two cores
+def test_under_ddp_only_rank_zero_opens_a_run_and_logs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT)
+    root = Path(__file__).resolve().parents[3]
+    environment = {key: value for key, value in os.environ.items() if key not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    environment["PYTHONPATH"] = str(root)
+    result = subprocess.run([sys.executable, str(script), uri], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("lightning_logs").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert [step for step, _ in history(client, run.info.run_id, "train_loss")] == [0, 1]  # 2 ranks x 2 steps, once
