@@ -242,3 +242,17 @@ def check_gradient_clipping(value: Any, algorithm: Any) -> None:
         raise MisconfigurationError(f"gradient_clip_val={value!r} must be a non-negative number or None.")
     if algorithm not in (None, "norm", "value"):
         raise MisconfigurationError(f"gradient_clip_algorithm={algorithm!r} is not supported; use 'norm' or 'value'.")
+
+
+class FlagAttribute:
+    """A Trainer attribute that reads the flag's value as runs use it; setting it sets the flag (validated)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else trainer.flags[self.name]
+
+    def __set__(self, trainer: Any, value: Any) -> None:
+        trainer.config = TrainerConfig(**{**vars(trainer.config), self.name: value})
+        trainer.flags = resolve(trainer.config)

@@ -46,6 +46,9 @@ class Logger:
 
     def save(self) -> None: ...
 
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """``checkpoint_callback`` (a ModelCheckpoint) just wrote a file; trackers may upload it."""
+
     def finalize(self, status: str) -> None:
         """The run ended with ``status`` ("success", "failed" or "interrupted"): flush and close."""
         self.save()

@@ -21,41 +21,19 @@ from engineering.bus import subscribers
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import build_checkpoint, save_atomically
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
-from engineering.config import TrainerConfig, check_loaders_or_datamodule, resolve, resolve_profiler
+from engineering.config import FlagAttribute, TrainerConfig, check_loaders_or_datamodule, resolve, resolve_profiler
 from engineering.data.loaders import set_up_fit_loaders
 from engineering.errors import MisconfigurationError
 from engineering.loggers import Logger
 from engineering.loop import run
 from engineering.loop.results import Results
-from engineering.loop.state import Loaders, Progress, RunningStage, TrainerFn, TrainerState, TrainerStatus
+from engineering.loop.state import (
+    LoaderAttribute, Loaders, Progress, RunningStage, TrainerFn, TrainerState, TrainerStatus,
+)
 from engineering.optimization.precision import normalize_precision
 from engineering.profiler import Profiler
 from engineering.strategies import SingleDeviceStrategy, create_strategy
 from research import LightningDataModule, LightningModule
-
-
-class _Flag:
-    """A Trainer attribute that reads the flag's value as runs use it; setting it sets the flag (validated)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
-        return self if trainer is None else trainer.flags[self.name]
-
-    def __set__(self, trainer: Any, value: Any) -> None:
-        trainer.config = TrainerConfig(**{**vars(trainer.config), self.name: value})
-        trainer.flags = resolve(trainer.config)
-
-
-class _LoaderState:
-    """A Trainer attribute read from the run's ``Loaders``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
-        return self if trainer is None else getattr(trainer.loaders, self.name)
 
 
 class Trainer:
@@ -391,11 +369,11 @@ for _name in ("barebones", "fast_dev_run", "default_root_dir", "enable_checkpoin
               "log_every_n_steps", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
               "deterministic", "benchmark", "inference_mode", "detect_anomaly", "use_distributed_sampler",
               "num_nodes", "sync_batchnorm"):
-    setattr(Trainer, _name, _Flag(_name))
+    setattr(Trainer, _name, FlagAttribute(_name))
 # The run's data, as data/loaders.py sets it up.
 for _name, _field in (("train_dataloader", "train"), ("val_dataloaders", "val"), ("test_dataloaders", "test"),
                       ("predict_dataloaders", "predict"), ("num_training_batches", "num_training_batches"),
                       ("num_val_batches", "num_val_batches"), ("num_sanity_val_batches", "num_sanity_val_batches"),
                       ("num_test_batches", "num_test_batches"), ("num_predict_batches", "num_predict_batches"),
                       ("val_check_batch", "val_check_batch")):
-    setattr(Trainer, _name, _LoaderState(_field))
+    setattr(Trainer, _name, LoaderAttribute(_field))

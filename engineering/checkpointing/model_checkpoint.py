@@ -175,6 +175,9 @@ class ModelCheckpoint(Callback):
         for action, path, target in requests:
             if action == "save":
                 trainer.save_checkpoint(path, self.save_weights_only)
+                if trainer.is_global_zero:
+                    for logger in trainer.loggers:
+                        logger.after_save_checkpoint(self)
             elif trainer.is_global_zero and action == "link":
                 link_atomically(target, path)
             elif trainer.is_global_zero and action == "remove":

@@ -104,3 +104,13 @@ class Loaders:
     # The random state the training epoch's iterator was created from: a checkpoint taken mid-epoch stores it,
     # and a resume recreates the same shuffled order from it.
     epoch_rng_states: dict[str, Any] | None = None
+
+
+class LoaderAttribute:
+    """A Trainer attribute read from the run's ``Loaders`` (``trainer.train_dataloader`` and the counts)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer.loaders, self.name)
