@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
+from pathlib import Path
+
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
 from research import LightningModule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def lightning_python() -> str | None:
+    """A Python with Lightning 2.6.6 to compare against (``TRIBUS_LIGHTNING_PYTHON``, else ``make bench``'s
+    ``.venv-bench``), or None when there is none."""
+    candidate = os.environ.get("TRIBUS_LIGHTNING_PYTHON") or str(ROOT / ".venv-bench" / "bin" / "python")
+    if not Path(candidate).exists():
+        return None
+    check = subprocess.run([candidate, "-c", "import lightning; assert lightning.__version__ == '2.6.6'"],
+                           capture_output=True, timeout=120)
+    return candidate if check.returncode == 0 else None
+
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)
 
@@ -16,6 +36,12 @@ def tiny_loader(samples: int = 64, batch_size: int = 16, seed: int = 0, shuffle:
     features = torch.randn(samples, 32, generator=generator)
     targets = torch.randint(0, 2, (samples,), generator=generator)
     return DataLoader(TensorDataset(features, targets), batch_size=batch_size, shuffle=shuffle)
+
+
+def repeating_loader() -> DataLoader:
+    """Four batches that are one and the same: which of them a resumed epoch reads makes no difference."""
+    once = tiny_loader(samples=16).dataset
+    return DataLoader(ConcatDataset([once] * 4), batch_size=16)
 
 
 def regression_dataset(batches: int, batch_size: int = 4) -> TensorDataset:

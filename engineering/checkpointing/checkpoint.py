@@ -2,9 +2,10 @@
 
 Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``, ``lr_schedulers``,
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
-class names) so a Lightning checkpoint loads here; tribus adds ``format_version``, ``progress`` (the whole
-``loop.state.Progress``), ``rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum,
-safe load) is ``research.checkpoint_io``; ModelCheckpoint is in ``engineering.model_checkpoint``.
+class names, ``loops`` and ``pytorch-lightning_version``) so a Lightning checkpoint loads here and a tribus one
+in Lightning; tribus adds ``format_version``, ``progress`` (the whole ``loop.state.Progress``), ``rng_states``,
+``epoch_rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum, safe load) is
+``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from engineering import events
 from engineering.data.batches import stateful_part
 from engineering.errors import MisconfigurationError
+from engineering.checkpointing.lightning_format import lightning_keys, progress_from_lightning
 from engineering.checkpointing.on_exception import OnExceptionCheckpoint
 from engineering.strategies.environment import under_slurm
 from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomically
@@ -56,6 +58,9 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         "global_step": progress.global_step,
         "state_dict": trainer.strategy.module_state_dict(module),
         "progress": dataclasses.asdict(progress),
+        # Lightning's own record of where the run is, so that Lightning can resume from this file too.
+        **lightning_keys(progress, module.automatic_optimization, trainer.accumulate_grad_batches,
+                         trainer.num_training_batches),
     }
     if module.hparams:
         checkpoint["hparams_name"] = "kwargs"
@@ -135,7 +140,7 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
             if name in known:  # a stop request belonged to the run that saved; this one decides its own
                 setattr(trainer.progress, name, value)
     else:
-        _progress_from_lightning(trainer.progress, checkpoint)
+        progress_from_lightning(trainer.progress, checkpoint)
     if trainer.max_epochs != -1 and trainer.progress.epoch > trainer.max_epochs:
         raise MisconfigurationError(
             f"The checkpoint was saved in epoch {trainer.progress.epoch}, beyond Trainer(max_epochs="
@@ -157,22 +162,6 @@ def _restore_each(kind: str, objects: list[Any], states: list[Any], load: Callab
                 f"The checkpoint's {kind} state #{index} does not fit {type(obj).__name__}: {error}. Resume with the "
                 "model and configure_optimizers that wrote it."
             ) from error
-
-
-def _progress_from_lightning(progress: Any, checkpoint: dict[str, Any]) -> None:
-    """Lightning keeps its place in ``loops``; without them, assume the checkpoint ended an epoch."""
-    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    batches = fit_loop.get("epoch_loop.batch_progress", {})
-    epoch = checkpoint.get("epoch", 0)
-    progress.global_step = checkpoint.get("global_step", 0)
-    progress.batches_that_stepped = fit_loop.get("epoch_loop.state_dict", {}).get(
-        "_batches_that_stepped", progress.global_step
-    )
-    progress.total_batch_idx = batches.get("total", {}).get("processed", 0)
-    if batches and not batches.get("is_last_batch", True):
-        progress.epoch, progress.batch_idx = epoch, batches.get("current", {}).get("processed", 0)
-    else:
-        progress.epoch, progress.batch_idx = epoch + 1, 0
 
 
 # ---------------------------------------------------------------------------------------------

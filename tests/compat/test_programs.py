@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from tests.compat.port import port
+from tests.helpers import lightning_python
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -27,16 +28,7 @@ PROGRAMS = sorted(path.stem for path in (HERE / "programs").glob("*.py") if path
 RUN_TIMEOUT = 240
 
 
-def _lightning_python() -> str | None:
-    candidate = os.environ.get("TRIBUS_LIGHTNING_PYTHON") or str(ROOT / ".venv-bench" / "bin" / "python")
-    if not Path(candidate).exists():
-        return None
-    check = subprocess.run([candidate, "-c", "import lightning; assert lightning.__version__ == '2.6.6'"],
-                           capture_output=True, timeout=120)
-    return candidate if check.returncode == 0 else None
-
-
-LIGHTNING_PYTHON = _lightning_python()
+LIGHTNING_PYTHON = lightning_python()
 
 
 def run(python: str, program: Path, workdir: Path, python_path: list[Path]) -> dict[str, Any]:

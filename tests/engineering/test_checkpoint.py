@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from engineering import CheckpointError, ModelCheckpoint, Trainer
 from engineering.checkpointing.checkpoint import load_checkpoint, save_atomically
 from research import LightningDataModule
-from tests.helpers import QUIET, TinyModule, tiny_loader
+from tests.helpers import QUIET, TinyModule, lightning_python, repeating_loader, tiny_loader
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LIGHTNING_CHECKPOINT = FIXTURES / "lightning_2_6_6.pt"  # Lightning's epoch=1-step=6.ckpt; see make_lightning_checkpoint.py
@@ -292,3 +294,55 @@ def test_without_a_checkpoint_test_uses_the_current_weights_and_says_so(tmp_path
     with pytest.warns(UserWarning, match="current weights"):
         trainer.test(dataloaders=tiny_loader(), verbose=False)
     assert trainer.ckpt_path is None
+
+
+# -------------------------------------------------------------------------------------------------
+# Lightning reads tribus's checkpoints
+# -------------------------------------------------------------------------------------------------
+def _shape(tree: dict) -> dict:
+    return {key: _shape(value) if isinstance(value, dict) else type(value).__name__ for key, value in tree.items()}
+
+
+def test_a_checkpoint_holds_the_loop_state_lightning_resumes_from(tmp_path):
+    checkpoint = load_checkpoint(trained_checkpoint(tmp_path))
+    lightning = load_checkpoint(LIGHTNING_CHECKPOINT)
+    assert checkpoint["pytorch-lightning_version"] == lightning["pytorch-lightning_version"] == "2.6.6"
+    fit_loop = checkpoint["loops"]["fit_loop"]
+    assert _shape(fit_loop) == _shape(lightning["loops"]["fit_loop"])
+    assert fit_loop["epoch_progress"]["current"]["completed"] == 1  # one epoch done: Lightning's current_epoch
+    steps = fit_loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]["completed"]
+    assert steps == checkpoint["global_step"] == 4  # Lightning's global_step
+    assert fit_loop["epoch_loop.state_dict"]["_batches_that_stepped"] == 4
+
+
+def _resume_in_both(tmp_path: Path, lightning: str, mid_epoch: bool) -> tuple[dict, TinyModule, Trainer]:
+    """A tribus checkpoint (after two epochs, or after step 6: batch 2 of epoch 1), resumed to four epochs by
+    Lightning in its own process and by tribus. Mid-epoch, Lightning reads a loader that cannot resume from its
+    start again, where tribus continues at batch 2: the batches are all the same there, so both read alike."""
+    loader = repeating_loader if mid_epoch else tiny_loader
+    at_step_6 = ModelCheckpoint(dirpath=tmp_path, filename="tribus", every_n_train_steps=6, save_top_k=-1)
+    first = Trainer(max_epochs=2, default_root_dir=tmp_path, **{**QUIET, "enable_checkpointing": mid_epoch},
+                    callbacks=[at_step_6] if mid_epoch else [])
+    first.fit(TinyModule(), loader())
+    if not mid_epoch:
+        first.save_checkpoint(tmp_path / "tribus.ckpt")
+    assert load_checkpoint(tmp_path / "tribus.ckpt")["progress"]["batch_idx"] == (2 if mid_epoch else 0)
+    outcome = tmp_path / "lightning.pt"
+    environment = {**os.environ, "PYTHONPATH": str(FIXTURES.parents[1])}
+    command = [lightning, str(FIXTURES / "lightning_resumes.py"), str(tmp_path / "tribus.ckpt"), "4", str(outcome)]
+    finished = subprocess.run(command + (["repeating"] if mid_epoch else []), capture_output=True, text=True,
+                              env=environment, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    model = TinyModule()
+    resumed = Trainer(max_epochs=4, default_root_dir=tmp_path, **QUIET)
+    resumed.fit(model, loader(), ckpt_path=tmp_path / "tribus.ckpt")
+    return torch.load(outcome, weights_only=False), model, resumed
+
+
+@pytest.mark.skipif(lightning_python() is None, reason="needs a Python with Lightning 2.6.6 (make bench builds one)")
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["between-epochs", "mid-epoch"])
+def test_lightning_resumes_from_a_tribus_checkpoint_and_ends_where_tribus_does(tmp_path, mid_epoch):
+    lightning, model, resumed = _resume_in_both(tmp_path, lightning_python(), mid_epoch)
+    assert (lightning["global_step"], lightning["current_epoch"]) == (resumed.global_step, resumed.current_epoch) == (16, 4)
+    for name, value in model.state_dict().items():
+        assert torch.equal(lightning["state_dict"][name], value), name
