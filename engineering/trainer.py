@@ -91,9 +91,9 @@ class Trainer:
             otherwise). `None` leaves torch's setting. Restored when the run ends.
         benchmark: `torch.backends.cudnn.benchmark` for the duration of each run; `None` leaves it.
         inference_mode: evaluate under `torch.inference_mode()`; `False` uses `torch.no_grad()`.
-        use_distributed_sampler: replace a plain training `DataLoader`'s sampler by a `ResumableSampler` (shuffled
-            or not, as the loader was; sharded across processes), so that order and resume are exact. `False` leaves
-            samplers alone.
+        use_distributed_sampler: with several processes, replace a plain training `DataLoader`'s sampler by a
+            `ResumableSampler` (shuffled or not, as the loader was; sharded across processes, ordered as Lightning's
+            `DistributedSampler`). One process keeps its sampler. `False` leaves samplers alone.
         sync_batchnorm: with DDP or FSDP, turn BatchNorm layers into SyncBatchNorm.
         profiler: `"simple"`, `"advanced"`, `"pytorch"`, `True` (simple), any name registered under the entry-point
             group `tribus.profilers`, or a `Profiler` object.

@@ -143,7 +143,7 @@ def test_a_server_killed_mid_fit_leaves_training_running_with_a_warning_and_the_
                       callbacks=[KillServer(server, logger, after_steps=3)], default_root_dir=tmp_path, **NO_EXTRAS)
     with pytest.warns(RuntimeWarning, match="MLflow: log_metrics at step") as caught:
         trainer.fit(TinyModule(), tiny_loader(), tiny_loader())
-    assert trainer.global_step == 8 and trainer.status == "finished"
+    assert trainer.global_step == 8 and trainer.state.finished
     assert any("not delivered" in str(warning.message) for warning in caught)
 
     # The server's own store, read without the server: what was logged before the kill is there.
