@@ -1,5 +1,7 @@
 """Engineering: the Trainer and everything that makes training run. Imports research, never auxiliary."""
 
+from typing import TYPE_CHECKING
+
 from engineering.checkpoint import CheckpointError, Preempted
 from engineering.data import ResumableSampler
 from engineering.events import Callback
@@ -19,6 +21,11 @@ _LAZY = {
     "FSDPStrategy": "engineering.strategies.fsdp",
     "XLAStrategy": "engineering.strategies.xla",
 }
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API reference (which reads, never runs)
+    from engineering.strategies.ddp import DDPStrategy
+    from engineering.strategies.fsdp import FSDPStrategy
+    from engineering.strategies.xla import XLAStrategy
 
 
 def __getattr__(name: str):
