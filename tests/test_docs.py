@@ -97,6 +97,20 @@ def test_the_pages_have_runnable_examples():
     assert {"index.md", "research.md", "engineering.md", "auxiliary.md"} <= pages, pages
 
 
+def readme_example() -> str:
+    """The first ```python block under the README's "## Example" heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Example\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+def test_the_readme_example_runs_as_pasted(tmp_path):
+    result = _run_block(readme_example(), tmp_path)
+    assert result.returncode == 0, f"README.md's example exited with {result.returncode}:\n{result.stderr[-6000:]}"
+    assert "val_loss=" in result.stdout.splitlines()[-1]  # it trained and validated: the epoch's last progress line
+    assert (tmp_path / "lightning_logs" / "version_0").is_dir()
+
+
 # -------------------------------------------------------------------------------------------------
 # The site
 # -------------------------------------------------------------------------------------------------
