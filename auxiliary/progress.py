@@ -255,9 +255,9 @@ class _TerminalBar:
         # Only when the metrics change, not at every redraw: measuring the line costs a few tqdm formats.
         bar = self.tqdm
         bar.ncols = _columns(self.stream) - 1  # as tqdm does: the last column would wrap on some terminals
-        bar.bar_format, bar.postfix = self._layout(bar.ncols, list(_formatted(metrics).items()))
+        bar.bar_format, bar.postfix = self._fitting_layout(bar.ncols, list(_formatted(metrics).items()))
 
-    def _layout(self, width: int, metrics: list[tuple[str, str]]) -> tuple[str | None, str]:
+    def _fitting_layout(self, width: int, metrics: list[tuple[str, str]]) -> tuple[str | None, str]:
         """The first layout whose line fits ``width`` columns with whole metric names; failing that, the
         narrowest layout with names shortened until the line fits (tqdm cuts what still does not)."""
         layouts = [_FULL_LAYOUT, _COMPACT_LAYOUT] if self.total is not None else [None]
