@@ -42,9 +42,9 @@ class ProgressBar(Callback):
 class TQDMProgressBar(ProgressBar):
     """A training bar per epoch, and validation, sanity-check, test and predict bars.
 
-    On a terminal these are tqdm bars that fit the terminal's width: when the metrics do not fit, their
-    names are shortened with ``…`` (values always show 3 significant digits) and then the bar graph and
-    rate make room, so validation metrics stay visible at 80 columns. When ``stream`` is not a terminal
+    On a terminal these are tqdm bars that fit the terminal's width: values show 3 significant digits,
+    and when the metrics do not fit, the bar graph and rate make room first, then the elapsed time, and
+    then long names are shortened with ``…``, so validation metrics stay visible at 80 columns. When ``stream`` is not a terminal
     (CI, a log file, ``nohup``), each bar prints a plain line with ``n/total``, percent and ETA at most
     every ``line_interval`` seconds, and the training bar one more at the end of each epoch.
 
@@ -204,9 +204,13 @@ class TQDMProgressBar(ProgressBar):
         self._close_train_bar()
 
 
-# tqdm's own layout, and a narrower one without the bar graph and rate for when the metrics do not fit.
+# tqdm's own layout, then narrower ones for when the metrics do not fit: without the bar graph and rate,
+# then with only the remaining time and metrics apart by a space. Each with its separator of metrics.
 _FULL_LAYOUT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-_COMPACT_LAYOUT = "{desc}{percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+_COMPACT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+_TIGHT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} <{remaining}{postfix}"
+_KNOWN_TOTAL_LAYOUTS = [(_FULL_LAYOUT, ", "), (_COMPACT_LAYOUT, ", "), (_TIGHT_LAYOUT, " ")]
+_UNKNOWN_TOTAL_LAYOUTS = [(None, ", ")]  # tqdm's own: count, elapsed time and rate
 _SHORTEST_NAME = 4
 _ALWAYS_WHOLE = 5  # names this short, like ``v_num``, are never cut
 # Room left for the elapsed time and rate to grow by a digit between two reads of the metrics.
@@ -232,7 +236,7 @@ class _TerminalBar:
         self.total = None if math.isinf(total) else int(total)
         self.tqdm.reset()
         self.tqdm.total = self.total  # reset(total=None) would keep the previous epoch's total
-        self.tqdm.set_description(description, refresh=False)
+        self.tqdm.set_description_str(description, refresh=False)  # as the constructor keeps it: no ": "
 
     def advance(self, done: int, read_metrics: Callable[[], dict[str, Any]]) -> None:
         # The count moves at every call; the metrics (a wait for the device) only every metrics_interval.
@@ -260,17 +264,17 @@ class _TerminalBar:
     def _fitting_layout(self, width: int, metrics: list[tuple[str, str]]) -> tuple[str | None, str]:
         """The first layout whose line fits ``width`` columns with whole metric names; failing that, the
         narrowest layout with names shortened until the line fits (tqdm cuts what still does not)."""
-        layouts = [_FULL_LAYOUT, _COMPACT_LAYOUT] if self.total is not None else [None]
-        whole = _joined(metrics)
-        for layout in layouts:
+        layouts = _KNOWN_TOTAL_LAYOUTS if self.total is not None else _UNKNOWN_TOTAL_LAYOUTS
+        for layout, separator in layouts:
+            whole = _joined(metrics, separator)
             if len(whole) <= width - self._fixed_width(layout):
                 return layout, whole
-        budget = width - self._fixed_width(layouts[-1])
+        budget = width - self._fixed_width(layout)
         postfix = whole
-        for postfix in _shortenings(metrics):
+        for postfix in _shortenings(metrics, separator):
             if len(postfix) <= budget:
                 break
-        return layouts[-1], postfix
+        return layout, postfix
 
     def _fixed_width(self, layout: str | None) -> int:
         """Columns the line takes besides the metrics, counting the bar graph as one column."""
@@ -323,11 +327,11 @@ def _columns(stream: Any) -> int:
         return shutil.get_terminal_size().columns
 
 
-def _joined(metrics: list[tuple[str, str]]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in metrics)
+def _joined(metrics: list[tuple[str, str]], separator: str) -> str:
+    return separator.join(f"{name}={value}" for name, value in metrics)
 
 
-def _shortenings(metrics: list[tuple[str, str]]) -> Iterator[str]:
+def _shortenings(metrics: list[tuple[str, str]], separator: str) -> Iterator[str]:
     """The metrics joined with ever shorter names: first cut at the end (``val_accuracy`` → ``val_ac…``),
     then in the middle (``val…cy``), never below 4 characters nor so far that two names read the same."""
     longest = max((len(name) for name, _ in metrics), default=0)
@@ -336,7 +340,7 @@ def _shortenings(metrics: list[tuple[str, str]]) -> Iterator[str]:
             names = [shorten(name, limit) if len(name) > max(limit, _ALWAYS_WHOLE) else name for name, _ in metrics]
             if len(set(names)) < len(names):
                 break
-            yield _joined([(name, value) for name, (_, value) in zip(names, metrics)])
+            yield _joined([(name, value) for name, (_, value) in zip(names, metrics)], separator)
 
 
 def _cut_at_end(name: str, limit: int) -> str:
