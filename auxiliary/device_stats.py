@@ -18,6 +18,13 @@ class DeviceStatsMonitor(Callback):
     device: every counter of ``torch.cuda.memory_stats`` (``allocated_bytes.all.current``, …).
     ``cpu_stats=None`` logs the CPU statistics only when training on the CPU; True or False always or
     never. Keys are prefixed with the hook, e.g. ``DeviceStatsMonitor.on_train_batch_end/cpu_percent``.
+
+    Args:
+        cpu_stats: Log the CPU statistics always (``True``), never (``False``), or only when training
+            on the CPU (``None``).
+
+    Raises:
+        MisconfigurationError: When fit starts, the Trainer has no logger to send the statistics to.
     """
 
     def __init__(self, cpu_stats: bool | None = None) -> None:
@@ -66,7 +73,15 @@ class DeviceStatsMonitor(Callback):
         send_to_loggers(trainer, {f"{type(self).__qualname__}.{hook}/{key}": value for key, value in stats.items()})
 
     def device_stats(self, device: torch.device) -> dict[str, float]:
-        """The statistics for ``device`` as floats: CUDA allocator counters there, psutil's when enabled."""
+        """The statistics this monitor logs for ``device``, read now.
+
+        Args:
+            device: The device training runs on.
+
+        Returns:
+            Name to value: every ``torch.cuda.memory_stats`` counter on a CUDA device, and psutil's CPU
+            and memory figures when they are enabled.
+        """
         stats: dict[str, float] = {}
         if device.type == "cuda":
             stats.update({key: float(value) for key, value in torch.cuda.memory_stats(device).items()})

@@ -12,13 +12,19 @@ from engineering import Callback, MisconfigurationError
 
 
 class EarlyStoppingReason(enum.Enum):
-    """Why EarlyStopping stopped the run; the values are what a checkpoint stores (as in Lightning)."""
+    """Why EarlyStopping stopped the run (``EarlyStopping.stopping_reason``); the values are what a
+    checkpoint stores, as in Lightning."""
 
     NOT_STOPPED = 0
+    """Training has not been stopped by this callback."""
     STOPPING_THRESHOLD = 1
+    """The metric reached ``stopping_threshold``."""
     DIVERGENCE_THRESHOLD = 2
+    """The metric went past ``divergence_threshold``."""
     PATIENCE_EXHAUSTED = 3
+    """The metric did not improve by more than ``min_delta`` for ``patience`` checks."""
     NON_FINITE_METRIC = 4
+    """The metric was NaN or infinite (with ``check_finite=True``)."""
 
 
 class EarlyStopping(Callback):
@@ -30,6 +36,29 @@ class EarlyStopping(Callback):
     turns a missing metric into an error that lists the metrics that exist. The wait count and best
     score go in checkpoints; why training stopped is printed and kept in ``stopping_reason`` and
     ``stopping_reason_message``.
+
+    Args:
+        monitor: The name of a logged metric (``self.log("val_loss", ...)``).
+        min_delta: The least change that counts as an improvement (its sign is ignored).
+        patience: How many checks without improvement stop training.
+        verbose: Also print what a check found when it does not stop training (a stop is always printed).
+        mode: ``"min"`` when lower is better, ``"max"`` when higher is.
+        strict: Raise when ``monitor`` was not logged; with ``False`` the check is skipped while it is missing.
+        check_finite: Stop when the metric is NaN or infinite.
+        stopping_threshold: Stop as soon as the metric is this good.
+        divergence_threshold: Stop as soon as the metric is worse than this.
+        check_on_train_epoch_end: Check at the end of the training epoch (``True``) or after each
+            validation (``False``); ``None`` picks the first when validation runs once per epoch.
+
+    Raises:
+        MisconfigurationError: ``mode`` is not ``"min"``/``"max"``, or ``patience`` is not an int >= 0.
+        RuntimeError: With ``strict=True``, a check finds no ``monitor`` metric; the message lists the
+            metrics that were logged.
+
+    Example:
+        ```python
+        trainer = Trainer(callbacks=[EarlyStopping(monitor="val_loss", patience=5)])
+        ```
     """
 
     is_monitor = True  # its on_train_epoch_end runs after the module's, so it sees what the module logged there

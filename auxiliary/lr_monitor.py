@@ -20,6 +20,16 @@ class LearningRateMonitor(Callback):
     parameter group (or the group's ``name``), the scheduler's ``name`` when it has one; ``-momentum``
     and ``-weight_decay`` are appended for ``log_momentum`` and ``log_weight_decay``. Step values go out
     every ``log_every_n_steps``, as the module's own; the values logged are kept in ``lrs``.
+
+    Args:
+        logging_interval: ``"step"``, ``"epoch"``, or ``None``: each optimizer at its scheduler's interval,
+            and one without a scheduler at both.
+        log_momentum: Also log each group's momentum (Adam's ``beta1``); 0 for optimizers without one.
+        log_weight_decay: Also log each group's weight decay.
+
+    Raises:
+        MisconfigurationError: ``logging_interval`` is not one of the three; or, when training starts,
+            the Trainer has no logger.
     """
 
     def __init__(self, logging_interval: str | None = None, log_momentum: bool = False,

@@ -65,6 +65,18 @@ class SimpleProfiler(ReportingProfiler):
 
     ``extended=False`` leaves out the count and percentage columns. Starting an action that is already
     running is an error: each action is timed once at a time.
+
+    Args:
+        dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
+            without a logger).
+        filename: Write the report to ``<dirpath>/<stage>-<filename>.txt`` (ranks other than 0 add
+            ``-<rank>``) instead of printing it on rank 0.
+        extended: Show the number of calls and each action's share of the run.
+
+    Example:
+        ```python
+        trainer = Trainer(profiler=SimpleProfiler(filename="perf"))  # or profiler="simple"
+        ```
     """
 
     def __init__(self, dirpath: str | os.PathLike | None = None, filename: str | None = None,
@@ -98,10 +110,15 @@ class SimpleProfiler(ReportingProfiler):
         totals[1] += ended - started
 
     def durations(self) -> dict[str, tuple[int, float]]:
-        """(calls, total seconds) per action so far in this run."""
+        """What was measured so far in this run.
+
+        Returns:
+            ``{action: (calls, total seconds)}``, e.g. ``{"data_fetch": (100, 0.31)}``.
+        """
         return {action: (int(calls), total) for action, (calls, total) in self._totals.items()}
 
     def summary(self) -> str:
+        """The report: a table of actions, slowest total first; ``""`` when nothing was measured."""
         if not self._totals:
             return ""
         elapsed = time.perf_counter() - self._started
@@ -129,6 +146,14 @@ class AdvancedProfiler(ReportingProfiler):
 
     ``line_count_restriction`` is how many functions per action (an int), or a fraction of them (a float
     in (0, 1]). ``dump_stats=True`` also writes each action's raw ``.prof`` file next to the report.
+
+    Args:
+        dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
+            without a logger).
+        filename: Write the report to ``<dirpath>/<stage>-<filename>.txt`` (ranks other than 0 add
+            ``-<rank>``) instead of printing it on rank 0.
+        line_count_restriction: Functions listed per action: a count, or a fraction in (0, 1].
+        dump_stats: Also write each action's ``pstats`` file (``<action>.prof``) next to the report.
     """
 
     def __init__(self, dirpath: str | os.PathLike | None = None, filename: str | None = None,
@@ -193,6 +218,21 @@ class PyTorchProfiler(ReportingProfiler):
     limit the batches, or pass ``schedule=torch.profiler.schedule(wait=1, warmup=1, active=3)``.
     ``export_to_chrome`` writes ``<dir>/<stage>-<filename>-trace<N>.json``, openable in
     chrome://tracing or Perfetto. torch.profiler is imported only when profiling starts.
+
+    Args:
+        dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
+            without a logger).
+        filename: Write the report to ``<dirpath>/<stage>-<filename>.txt`` (ranks other than 0 add
+            ``-<rank>``) instead of printing it on rank 0.
+        export_to_chrome: Write a Chrome trace per recording; their paths are kept in ``trace_paths``.
+        row_limit: Rows of the operator table in the report.
+        sort_by_key: The table's sort column; ``cuda_time_total`` when CUDA is recorded, else
+            ``cpu_time_total``.
+        **profiler_kwargs: Passed to ``torch.profiler.profile`` (``schedule``, ``record_shapes``,
+            ``activities``, ...).
+
+    Raises:
+        ValueError: ``on_trace_ready`` is among ``profiler_kwargs``: the profiler writes traces itself.
     """
 
     STEP_ACTIONS = ("training_step", "validation_step", "test_step", "predict_step")
@@ -235,6 +275,7 @@ class PyTorchProfiler(ReportingProfiler):
             self._profiler.step()
 
     def summary(self) -> str:
+        """The report: the operator table, sorted by ``sort_by_key``; ``""`` when nothing was recorded."""
         self._finish()
         if not self._events:
             return ""

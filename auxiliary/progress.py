@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import shutil
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from engineering import Callback
 
 
 class ProgressBar(Callback):
-    """The base every progress bar shares; ``get_metrics`` is what a bar shows next to the count."""
+    """The base every progress bar shares; ``get_metrics`` is what a bar shows next to the count.
+
+    Subclass it for a bar of your own: a Trainer given any ``ProgressBar`` in ``callbacks`` does not add
+    the default ``TQDMProgressBar``.
+    """
 
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-        """``v_num`` (the logger's version), then every metric logged with ``prog_bar=True``."""
+        """What the bar shows next to the count; override it to add, rename or hide values.
+
+        Args:
+            trainer: The Trainer running.
+            pl_module: The module it trains.
+
+        Returns:
+            ``v_num`` (the logger's version, when there is a logger), then every metric logged with
+            ``prog_bar=True``, as floats read from the device in one transfer.
+        """
         metrics: dict[str, Any] = {}
         version = trainer.logger.version if trainer.logger is not None else None
         if version is not None:
@@ -26,46 +42,58 @@ class ProgressBar(Callback):
 class TQDMProgressBar(ProgressBar):
     """A training bar per epoch, and validation, sanity-check, test and predict bars.
 
-    On a terminal these are tqdm bars. When ``stream`` (stdout by default) is not a terminal (CI, a log
-    file, ``nohup``), each bar prints a plain line at most every ``line_interval`` seconds, and the
-    training bar one more at the end of each epoch. Bars refresh only every ``refresh_rate`` batches;
-    ``refresh_rate=0`` turns them off. ``leave=True`` keeps each finished epoch's bar on screen.
+    On a terminal these are tqdm bars that fit the terminal's width: values show 3 significant digits,
+    and when the metrics do not fit, the bar graph and rate make room first, then the elapsed time, and
+    then long names are shortened with ``…``, so validation metrics stay visible at 80 columns. When ``stream`` is not a terminal
+    (CI, a log file, ``nohup``), each bar prints a plain line with ``n/total``, percent and ETA at most
+    every ``line_interval`` seconds, and the training bar one more at the end of each epoch.
+
+    Reading the metrics waits for the device, so a bar reads them at most every ``metrics_interval``
+    seconds on a terminal (and once per line off one), with one host transfer for all values.
+
+    Args:
+        refresh_rate: Redraw every this many batches; ``0`` turns the bars off.
+        process_position: Row offset of this process's bars, for several trainers in one terminal.
+        leave: Keep each finished epoch's bar on screen instead of reusing one bar.
+        stream: Where the bars go; ``sys.stdout`` when ``None``.
+        line_interval: Seconds between two plain lines when ``stream`` is not a terminal.
+        metrics_interval: Seconds between two reads of the metrics on a terminal; the count moves every
+            ``refresh_rate`` batches regardless.
+
+    Raises:
+        ValueError: ``refresh_rate`` is not an int >= 0, or an interval is negative.
     """
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False,
-                 stream: Any = None, line_interval: float = 10.0) -> None:
+                 stream: Any = None, line_interval: float = 10.0, metrics_interval: float = 0.5) -> None:
         if isinstance(refresh_rate, bool) or not isinstance(refresh_rate, int) or refresh_rate < 0:
             raise ValueError(f"refresh_rate={refresh_rate!r} must be an int >= 0 (0 turns the bars off).")
+        for name, interval in (("line_interval", line_interval), ("metrics_interval", metrics_interval)):
+            if not isinstance(interval, (int, float)) or interval < 0:
+                raise ValueError(f"{name}={interval!r} must be a number of seconds >= 0.")
         self.refresh_rate = refresh_rate
         self.process_position = process_position
         self.leave = leave
         self.line_interval = line_interval
+        self.metrics_interval = metrics_interval
         self._stream = stream
         self._train_bar: _TerminalBar | _LineBar | None = None
         self._eval_bar: _TerminalBar | _LineBar | None = None
         self._eval_done = 0
-        self._loss: Any = None
 
     @property
     def stream(self) -> Any:
+        """The stream the bars write to."""
         return self._stream if self._stream is not None else sys.stdout
 
     @property
     def is_terminal(self) -> bool:
+        """Whether ``stream`` is a terminal (tqdm bars) or not (plain lines)."""
         return bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-        """The base metrics, with the last training loss after ``v_num`` unless the module logs its own."""
-        metrics = super().get_metrics(trainer, pl_module)
-        if self._loss is not None and "loss" not in metrics:
-            version = {"v_num": metrics.pop("v_num")} if "v_num" in metrics else {}
-            metrics = {**version, "loss": float(self._loss), **metrics}
-        return metrics
 
     # -- training ---------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         description = f"Epoch {trainer.current_epoch}"
-        self._loss = None
         if isinstance(self._train_bar, _TerminalBar) and not self.leave:
             self._train_bar.restart(description, trainer.num_training_batches)
             return
@@ -74,8 +102,7 @@ class TQDMProgressBar(ProgressBar):
                                          leave=True, last_line=True)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._loss = outputs.get("loss") if isinstance(outputs, dict) else None
-        self._advance(self._train_bar, batch_idx + 1, trainer, pl_module)
+        self._advance(self._train_bar, batch_idx + 1, lambda: self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self._train_bar is not None:  # shows the validation metrics too, which arrived after the last batch
@@ -84,7 +111,6 @@ class TQDMProgressBar(ProgressBar):
                 self._close_train_bar()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self._loss = None  # evaluation bars after training show their own metrics, not a stale loss
         self._close_train_bar()
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -96,7 +122,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance_eval(trainer, pl_module)
+        self._advance_eval()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self._close_eval_bar(trainer, pl_module)
@@ -106,7 +132,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance_eval(trainer, pl_module)
+        self._advance_eval()
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self._close_eval_bar(trainer, pl_module)
@@ -116,7 +142,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._advance_eval(trainer, pl_module)
+        self._advance_eval()
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self._close_eval_bar(trainer, pl_module)
@@ -137,15 +163,14 @@ class TQDMProgressBar(ProgressBar):
         if self.is_terminal:
             # Lightning's layout: two rows per process, the validation bar under the training bar.
             position = 2 * self.process_position + int(nested)
-            return _TerminalBar(description, count, self.stream, position, leave=leave)
+            return _TerminalBar(description, count, self.stream, position, leave, self.metrics_interval)
         return _LineBar(description, count, self.stream, self.line_interval, last_line)
 
-    def _advance(self, bar: _TerminalBar | _LineBar | None, done: int, trainer: Any, pl_module: Any,
-                 with_metrics: bool = True) -> None:
+    def _advance(self, bar: _TerminalBar | _LineBar | None, done: int,
+                 read_metrics: Callable[[], dict[str, Any]]) -> None:
         if bar is None or (done % self.refresh_rate and done != bar.total):
             return
-        if bar.due(done):  # off a terminal, reading metrics (a device sync) only when a line is printed
-            bar.show(done, self.get_metrics(trainer, pl_module) if with_metrics else {})
+        bar.advance(done, read_metrics)
 
     def _open_eval_bar(self, description: str, counts: list[float], trainer: Any, in_fit: bool) -> None:
         # During fit the bar is transient: the epoch's bar (or line) shows the validation metrics after it.
@@ -154,15 +179,16 @@ class TQDMProgressBar(ProgressBar):
         self._eval_bar = self._open_bar(description, sum(counts), trainer, nested=nested, leave=not in_fit,
                                         last_line=not in_fit)
 
-    def _advance_eval(self, trainer: Any, pl_module: Any) -> None:
+    def _advance_eval(self) -> None:
         # Batches of several dataloaders add up on one bar; its metrics come once, when it finishes.
         self._eval_done += 1
-        self._advance(self._eval_bar, self._eval_done, trainer, pl_module, with_metrics=False)
+        self._advance(self._eval_bar, self._eval_done, dict)
 
     def _close_eval_bar(self, trainer: Any, pl_module: Any) -> None:
         if self._eval_bar is not None:
-            in_fit = trainer.state.fn == "fit"
-            self._eval_bar.finish(self._eval_done, {} if in_fit else self.get_metrics(trainer, pl_module))
+            metrics = {} if trainer.state.fn == "fit" else self.get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)  # the version belongs to the training run, not to an evaluation
+            self._eval_bar.finish(self._eval_done, metrics)
             self._eval_bar.close()
             self._eval_bar = None
 
@@ -178,35 +204,84 @@ class TQDMProgressBar(ProgressBar):
         self._close_train_bar()
 
 
-class _TerminalBar:
-    """A tqdm bar; tqdm is imported only when a terminal shows one."""
+# tqdm's own layout, then narrower ones for when the metrics do not fit: without the bar graph and rate,
+# then with only the remaining time and metrics apart by a space. Each with its separator of metrics.
+_FULL_LAYOUT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+_COMPACT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+_TIGHT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} <{remaining}{postfix}"
+_KNOWN_TOTAL_LAYOUTS = [(_FULL_LAYOUT, ", "), (_COMPACT_LAYOUT, ", "), (_TIGHT_LAYOUT, " ")]
+_UNKNOWN_TOTAL_LAYOUTS = [(None, ", ")]  # tqdm's own: count, elapsed time and rate
+_SHORTEST_NAME = 4
+_ALWAYS_WHOLE = 5  # names this short, like ``v_num``, are never cut
+# Room left for the elapsed time and rate to grow by a digit between two reads of the metrics.
+_GROWTH_MARGIN = 2
 
-    def __init__(self, description: str, total: int | None, stream: Any, position: int, leave: bool) -> None:
+
+class _TerminalBar:
+    """A tqdm bar whose metrics fit the terminal; tqdm is imported only when a terminal shows one."""
+
+    def __init__(self, description: str, total: int | None, stream: Any, position: int, leave: bool,
+                 metrics_interval: float) -> None:
         from tqdm import tqdm
 
         self.total = total
+        self.stream = stream
+        self.metrics_interval = metrics_interval
+        self.read_at = time.monotonic()
+        # The width is set by _lay_out, not tqdm's dynamic_ncols, which cannot see COLUMNS.
         self.tqdm = tqdm(total=total, desc=description, position=position, leave=leave, file=stream,
-                         dynamic_ncols=True, smoothing=0)
+                         smoothing=0)
 
     def restart(self, description: str, total: float) -> None:
         self.total = None if math.isinf(total) else int(total)
         self.tqdm.reset()
         self.tqdm.total = self.total  # reset(total=None) would keep the previous epoch's total
-        self.tqdm.set_description(description, refresh=False)
+        self.tqdm.set_description_str(description, refresh=False)  # as the constructor keeps it: no ": "
 
-    def due(self, done: int) -> bool:
-        return True
-
-    def show(self, done: int, metrics: dict[str, Any]) -> None:
+    def advance(self, done: int, read_metrics: Callable[[], dict[str, Any]]) -> None:
+        # The count moves at every call; the metrics (a wait for the device) only every metrics_interval.
         self.tqdm.n = done
-        self.tqdm.set_postfix(_formatted(metrics), refresh=False)
+        now = time.monotonic()
+        if now - self.read_at >= self.metrics_interval or done == self.total:
+            self.read_at = now
+            self._lay_out(read_metrics())
         self.tqdm.refresh()
 
     def finish(self, done: int, metrics: dict[str, Any]) -> None:
-        self.show(done, metrics)
+        self.tqdm.n = done
+        self._lay_out(metrics)
+        self.tqdm.refresh()
 
     def close(self) -> None:
         self.tqdm.close()
+
+    def _lay_out(self, metrics: dict[str, Any]) -> None:
+        # Only when the metrics change, not at every redraw: measuring the line costs a few tqdm formats.
+        bar = self.tqdm
+        bar.ncols = _columns(self.stream) - 1  # as tqdm does: the last column would wrap on some terminals
+        bar.bar_format, bar.postfix = self._fitting_layout(bar.ncols, list(_formatted(metrics).items()))
+
+    def _fitting_layout(self, width: int, metrics: list[tuple[str, str]]) -> tuple[str | None, str]:
+        """The first layout whose line fits ``width`` columns with whole metric names; failing that, the
+        narrowest layout with names shortened until the line fits (tqdm cuts what still does not)."""
+        layouts = _KNOWN_TOTAL_LAYOUTS if self.total is not None else _UNKNOWN_TOTAL_LAYOUTS
+        for layout, separator in layouts:
+            whole = _joined(metrics, separator)
+            if len(whole) <= width - self._fixed_width(layout):
+                return layout, whole
+        budget = width - self._fixed_width(layout)
+        postfix = whole
+        for postfix in _shortenings(metrics, separator):
+            if len(postfix) <= budget:
+                break
+        return layout, postfix
+
+    def _fixed_width(self, layout: str | None) -> int:
+        """Columns the line takes besides the metrics, counting the bar graph as one column."""
+        line = self.tqdm.format_meter(**{**self.tqdm.format_dict, "ncols": None, "bar_format": layout,
+                                         "postfix": None})
+        bar_graph = 10 if layout == _FULL_LAYOUT else 0  # tqdm draws 10 columns when given no width
+        return len(line) - bar_graph + (layout == _FULL_LAYOUT) + len(", ") + _GROWTH_MARGIN
 
 
 class _LineBar:
@@ -217,23 +292,64 @@ class _LineBar:
         self.interval, self.last_line = interval, last_line
         self.started = self.printed_at = time.monotonic()
 
-    def due(self, done: int) -> bool:
-        return time.monotonic() - self.printed_at >= self.interval
-
-    def show(self, done: int, metrics: dict[str, Any]) -> None:
-        now = self.printed_at = time.monotonic()
-        elapsed = now - self.started
-        rate = f"{done / elapsed:.2f}it/s" if elapsed > 0 else "?it/s"
-        total = f"/{self.total}" if self.total is not None else ""
-        shown = " ".join(f"{key}={value}" for key, value in _formatted(metrics).items())
-        print(f"{self.description}: {done}{total} [{_clock(elapsed)}, {rate}] {shown}".rstrip(),
-              file=self.stream, flush=True)
+    def advance(self, done: int, read_metrics: Callable[[], dict[str, Any]]) -> None:
+        if time.monotonic() - self.printed_at >= self.interval:  # metrics are read only for a printed line
+            self._print(done, read_metrics())
 
     def finish(self, done: int, metrics: dict[str, Any]) -> None:
         if self.last_line:
-            self.show(done, metrics)
+            self._print(done, metrics)
 
     def close(self) -> None: ...
+
+    def _print(self, done: int, metrics: dict[str, Any]) -> None:
+        now = self.printed_at = time.monotonic()
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        timing = [f"{rate:.2f}it/s" if rate else "?it/s"]
+        if self.total is not None:
+            percent = 100 * done // self.total if self.total else 100
+            remaining = _clock((self.total - done) / rate) if rate else "?"
+            timing = [f"{percent}%", f"{_clock(elapsed)}<{remaining}"] + timing
+            count = f"{done}/{self.total}"
+        else:
+            timing = [_clock(elapsed)] + timing
+            count = str(done)
+        shown = " ".join(f"{key}={value}" for key, value in _formatted(metrics).items())
+        print(f"{self.description}: {count} [{', '.join(timing)}] {shown}".rstrip(), file=self.stream, flush=True)
+
+
+def _columns(stream: Any) -> int:
+    """The width of the terminal ``stream`` writes to; ``COLUMNS`` (or 80) when it cannot say."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return shutil.get_terminal_size().columns
+
+
+def _joined(metrics: list[tuple[str, str]], separator: str) -> str:
+    return separator.join(f"{name}={value}" for name, value in metrics)
+
+
+def _shortenings(metrics: list[tuple[str, str]], separator: str) -> Iterator[str]:
+    """The metrics joined with ever shorter names: first cut at the end (``val_accuracy`` → ``val_ac…``),
+    then in the middle (``val…cy``), never below 4 characters nor so far that two names read the same."""
+    longest = max((len(name) for name, _ in metrics), default=0)
+    for shorten in (_cut_at_end, _cut_in_middle):
+        for limit in range(longest - 1, _SHORTEST_NAME - 1, -1):
+            names = [shorten(name, limit) if len(name) > max(limit, _ALWAYS_WHOLE) else name for name, _ in metrics]
+            if len(set(names)) < len(names):
+                break
+            yield _joined([(name, value) for name, (_, value) in zip(names, metrics)], separator)
+
+
+def _cut_at_end(name: str, limit: int) -> str:
+    return name[:limit - 1] + "…"
+
+
+def _cut_in_middle(name: str, limit: int) -> str:
+    tail = (limit - 1) // 2
+    return name[:limit - 1 - tail] + "…" + name[-tail:]
 
 
 def _formatted(metrics: dict[str, Any]) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """Engineering: the Trainer and everything that makes training run. Imports research, never auxiliary."""
 
+from typing import TYPE_CHECKING
+
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import Preempted
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
@@ -21,6 +23,11 @@ _LAZY = {
     "FSDPStrategy": "engineering.strategies.fsdp",
     "XLAStrategy": "engineering.strategies.xla",
 }
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and the API reference (which reads, never runs)
+    from engineering.strategies.ddp import DDPStrategy
+    from engineering.strategies.fsdp import FSDPStrategy
+    from engineering.strategies.xla import XLAStrategy
 
 
 def __getattr__(name: str):

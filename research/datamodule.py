@@ -12,17 +12,37 @@ from research.hparams import AttributeDict, collect_init_arguments
 
 
 class LightningDataModule:
-    """Download once (``prepare_data``), build per process (``setup``), hand out loaders."""
+    """The data side of an experiment: download once (``prepare_data``), build per process (``setup``),
+    hand out loaders (``train_dataloader``, ...). Pass it as ``trainer.fit(model, datamodule=data)``.
+
+    Example:
+        ```python
+        class RandomImages(LightningDataModule):
+            def __init__(self, batch_size: int = 32):
+                super().__init__()
+                self.save_hyperparameters()
+
+            def setup(self, stage):
+                self.train = TensorDataset(torch.randn(512, 1, 28, 28), torch.randint(0, 10, (512,)))
+
+            def train_dataloader(self):
+                return DataLoader(self.train, batch_size=self.hparams.batch_size, shuffle=True)
+        ```
+    """
 
     def __init__(self) -> None:
         self._trainer_ref: weakref.ref | None = None
         self._hparams = AttributeDict()
-        # Lightning's meaning: prepare_data runs on local rank 0 of every node when True,
-        # on global rank 0 only when False.
         self.prepare_data_per_node: bool = True
+        """``prepare_data`` runs on local rank 0 of every node; ``False``: on global rank 0 only."""
 
     @property
     def trainer(self) -> Any:
+        """The Trainer using this datamodule; a weak reference, as for the module.
+
+        Raises:
+            RuntimeError: No Trainer holds it.
+        """
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
         if trainer is None:
             raise RuntimeError(f"{type(self).__name__} is not attached to a Trainer.")
@@ -35,6 +55,15 @@ class LightningDataModule:
     def save_hyperparameters(
         self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
     ) -> None:
+        """Record the ``__init__`` arguments in ``self.hparams`` and the checkpoint
+        (``datamodule_hyper_parameters``), as ``LightningModule.save_hyperparameters`` does.
+
+        Args:
+            *args: Names of the arguments to keep (all when none are named), or one mapping or namespace.
+            ignore: Argument names to leave out.
+            frame: The frame whose arguments to read; the caller's by default.
+            logger: Accepted for Lightning compatibility.
+        """
         caller = frame if frame is not None else inspect.currentframe().f_back
         try:
             self._hparams = AttributeDict(collect_init_arguments(caller, args, ignore))
@@ -43,12 +72,23 @@ class LightningDataModule:
 
     @property
     def hparams(self) -> AttributeDict:
+        """The saved hyperparameters, readable as attributes."""
         return self._hparams
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, weights_only: bool = True, **overrides: Any) -> LightningDataModule:
         """Rebuild the datamodule from the checkpoint's ``datamodule_hyper_parameters`` (``overrides`` win) and
-        put back its ``state_dict``."""
+        put back its ``state_dict``.
+
+        Args:
+            checkpoint_path: A path or file-like object.
+            weights_only: Refuse to unpickle anything but tensors and plain containers; ``False`` only for
+                files you trust.
+            **overrides: ``__init__`` arguments that replace the saved ones.
+
+        Returns:
+            The datamodule.
+        """
         checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only)
         datamodule = cls(**init_arguments(cls, checkpoint, "datamodule_hyper_parameters", overrides))
         if cls.__qualname__ in checkpoint:
@@ -56,40 +96,67 @@ class LightningDataModule:
         return datamodule
 
     def prepare_data(self) -> None:
-        """Download or convert data; the Trainer calls it once, on rank 0, before ``setup``."""
+        """Download or convert data; the Trainer calls it once per node (or on global rank 0 with
+        ``prepare_data_per_node = False``), before ``setup``. State set here is not seen by other processes."""
 
     def setup(self, stage: str) -> None:
-        """Build datasets for ``stage`` ("fit", "validate", "test" or "predict"); runs on every rank."""
+        """Build the datasets for ``stage``, on every process.
 
-    def teardown(self, stage: str) -> None: ...
+        Args:
+            stage: ``"fit"``, ``"validate"``, ``"test"`` or ``"predict"``.
+        """
+
+    def teardown(self, stage: str) -> None:
+        """Release what ``setup`` built, at the end of the stage (after an error too)."""
 
     def train_dataloader(self) -> Any:
+        """The training loader (or several, in a list or dict), for ``fit``.
+
+        Raises:
+            NotImplementedError: Not defined, and ``fit`` needs it.
+        """
         raise NotImplementedError(f"{type(self).__name__} defines no train_dataloader.")
 
     def val_dataloader(self) -> Any:
+        """The validation loader or loaders; none by default, so ``fit`` then skips validation."""
         return []
 
     def test_dataloader(self) -> Any:
+        """The test loader or loaders, for ``trainer.test``.
+
+        Raises:
+            NotImplementedError: Not defined, and ``test`` needs it.
+        """
         raise NotImplementedError(f"{type(self).__name__} defines no test_dataloader.")
 
     def predict_dataloader(self) -> Any:
+        """The loader or loaders for ``trainer.predict``.
+
+        Raises:
+            NotImplementedError: Not defined, and ``predict`` needs it.
+        """
         raise NotImplementedError(f"{type(self).__name__} defines no predict_dataloader.")
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change a batch on the CPU before it moves to the device; defined here, it replaces the module's hook."""
         return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change a batch on the device; defined here, it replaces the module's hook."""
         return batch
 
     def state_dict(self) -> dict[str, Any]:
         """What to save in checkpoints; override together with ``load_state_dict``."""
         return {}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Put back what ``state_dict`` returned, when training resumes from a checkpoint."""
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """While a checkpoint is built: add to or change ``checkpoint`` in place."""
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When a checkpoint was read to resume training: restore what ``on_save_checkpoint`` added."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

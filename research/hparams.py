@@ -9,7 +9,10 @@ from typing import Any
 
 
 class AttributeDict(dict):
-    """A dict whose keys are also attributes: ``hparams.lr`` and ``hparams["lr"]``."""
+    """A dict whose keys are also attributes: ``hparams.lr`` and ``hparams["lr"]``.
+
+    Reading a key that is not there as an attribute raises ``AttributeError`` naming the keys that are.
+    """
 
     def __getattr__(self, key: str) -> Any:
         try:

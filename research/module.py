@@ -18,11 +18,38 @@ from torch import nn
 
 from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
 from research.hparams import AttributeDict, collect_init_arguments
-from research.nested import apply_to_collection, collection_values, move_to_device
+from research.hooks import ModuleHooks
+from research.nested import apply_to_collection
+from research.step_hooks import StepHooks
 
 
-class LightningModule(nn.Module):
-    """Subclass it, define ``training_step`` and ``configure_optimizers``, hand it to a Trainer."""
+class LightningModule(StepHooks, ModuleHooks, nn.Module):
+    """A ``torch.nn.Module`` that also says how it is trained: subclass it, define ``training_step`` and
+    ``configure_optimizers``, and hand it to a ``Trainer``.
+
+    Everything else is optional: ``validation_step``, ``test_step`` and ``predict_step`` for the other
+    stages, ``self.log`` for metrics, and the hooks (from ``on_fit_start`` to ``on_save_checkpoint``)
+    that the Trainer calls after the callbacks' hooks of the same name. The module reaches the Trainer
+    only through ``self.trainer``, set while a run holds it.
+
+    Example:
+        ```python
+        class Classifier(LightningModule):
+            def __init__(self, lr: float = 1e-3):
+                super().__init__()
+                self.save_hyperparameters()
+                self.layer = torch.nn.Linear(28 * 28, 10)
+
+            def training_step(self, batch, batch_idx):
+                x, y = batch
+                loss = F.cross_entropy(self.layer(x.flatten(1)), y)
+                self.log("train_loss", loss, prog_bar=True)
+                return loss
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        ```
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -30,10 +57,16 @@ class LightningModule(nn.Module):
         self._hparams = AttributeDict()
         self._hparams_initial = AttributeDict()
         self.automatic_optimization: bool = True
+        """``False`` for manual optimization: ``training_step`` calls ``self.optimizers()``,
+        ``self.manual_backward(loss)`` and ``optimizer.step()`` itself."""
         self.example_input_array: Any = None
+        """An input for ``forward`` (a tensor, or a tuple or dict of arguments); with it the model summary
+        shows sizes and FLOPs, and ``TensorBoardLogger(log_graph=True)`` draws the graph."""
         self.prepare_data_per_node: bool = True
-        # Truncated backpropagation through time: split each batch into chunks of this many steps.
+        """``prepare_data`` runs on local rank 0 of every node; ``False``: on global rank 0 only."""
         self.truncated_bptt_steps: int = 0
+        """Above 0, each batch is split along time (dim 1) into chunks this long, each a training step
+        with the hidden state carried over (``training_step(batch, batch_idx, hiddens)``)."""
 
     # ----------------------------------------------------------------------------------------
     # The trainer, and state read from it
@@ -55,34 +88,42 @@ class LightningModule(nn.Module):
 
     @property
     def has_trainer(self) -> bool:
+        """Whether a Trainer holds this module now (``self.trainer`` raises otherwise)."""
         return self._trainer_ref is not None and self._trainer_ref() is not None
 
     @property
     def current_epoch(self) -> int:
+        """The Trainer's current epoch; 0 without a Trainer."""
         return self.trainer.current_epoch if self.has_trainer else 0
 
     @property
     def global_step(self) -> int:
+        """Optimizer steps taken so far; 0 without a Trainer."""
         return self.trainer.global_step if self.has_trainer else 0
 
     @property
     def global_rank(self) -> int:
+        """This process's rank among all processes; 0 without a Trainer."""
         return self.trainer.global_rank if self.has_trainer else 0
 
     @property
     def local_rank(self) -> int:
+        """This process's rank on its machine; 0 without a Trainer."""
         return self.trainer.local_rank if self.has_trainer else 0
 
     @property
     def logger(self) -> Any:
+        """The Trainer's first logger, or ``None``."""
         return self.trainer.logger if self.has_trainer else None
 
     @property
     def loggers(self) -> list[Any]:
+        """All the Trainer's loggers; ``[]`` without a Trainer."""
         return self.trainer.loggers if self.has_trainer else []
 
     @property
     def device(self) -> torch.device:
+        """Where the parameters (or buffers) are; the CPU for a module with neither."""
         for tensor in self.parameters():
             return tensor.device
         for tensor in self.buffers():
@@ -91,6 +132,7 @@ class LightningModule(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The parameters' dtype; torch's default dtype for a module without parameters."""
         for tensor in self.parameters():
             return tensor.dtype
         return torch.get_default_dtype()
@@ -107,7 +149,20 @@ class LightningModule(nn.Module):
     def save_hyperparameters(
         self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
     ) -> None:
-        """Record the ``__init__`` arguments (or the named ones) in ``self.hparams``."""
+        """Record the ``__init__`` arguments in ``self.hparams``, the checkpoint and the loggers.
+
+        Call it in ``__init__``; ``load_from_checkpoint`` then rebuilds the module from them.
+
+        Args:
+            *args: Names of the arguments to keep (all of them when none are named), or one mapping or
+                namespace to store instead.
+            ignore: Argument names to leave out, e.g. a network passed in whole.
+            frame: The frame whose arguments to read, for a call from a helper; the caller's by default.
+            logger: Send the hyperparameters to the loggers when a run starts.
+
+        Raises:
+            ValueError: A named argument is not an argument of ``__init__``.
+        """
         caller = frame if frame is not None else inspect.currentframe().f_back
         try:
             hparams = collect_init_arguments(caller, args, ignore)
@@ -119,6 +174,7 @@ class LightningModule(nn.Module):
 
     @property
     def hparams(self) -> AttributeDict:
+        """The saved hyperparameters; ``self.hparams.lr`` and ``self.hparams["lr"]`` both work."""
         return self._hparams
 
     @classmethod
@@ -128,7 +184,23 @@ class LightningModule(nn.Module):
     ) -> LightningModule:
         """Rebuild the module from the checkpoint's ``hyper_parameters`` (``overrides`` win), then load its weights.
 
-        ``weights_only=False`` unpickles arbitrary objects from the file: only for files you trust.
+        Works for checkpoints written by tribus and by Lightning 2.x.
+
+        Args:
+            checkpoint_path: A path or file-like object.
+            map_location: Where to load the tensors, as for ``torch.load``.
+            strict: Require the checkpoint's keys to match the module's exactly.
+            weights_only: Refuse to unpickle anything but tensors and plain containers. ``False``
+                unpickles arbitrary objects from the file: only for files you trust.
+            **overrides: ``__init__`` arguments that replace the saved ones.
+
+        Returns:
+            The module, with its weights on the device they were loaded to.
+
+        Raises:
+            FileNotFoundError: There is no file at ``checkpoint_path``.
+            CheckpointError: The file is truncated, tampered with or not a checkpoint; the message says
+                what to do.
         """
         checkpoint = load_checkpoint(checkpoint_path, map_location, weights_only)
         model = cls(**init_arguments(cls, checkpoint, "hyper_parameters", overrides))
@@ -140,6 +212,7 @@ class LightningModule(nn.Module):
 
     @property
     def hparams_initial(self) -> AttributeDict:
+        """A copy of the hyperparameters as ``save_hyperparameters`` recorded them, before any change."""
         return AttributeDict(self._hparams_initial)
 
     # ----------------------------------------------------------------------------------------
@@ -162,7 +235,34 @@ class LightningModule(nn.Module):
         metric_attribute: str | None = None,
         rank_zero_only: bool = False,
     ) -> None:
-        """Log a scalar. Defaults follow the hook: per step in training, per epoch in evaluation."""
+        """Log a scalar for the loggers, the progress bar and callbacks (``trainer.callback_metrics``).
+
+        Defaults follow the hook: per step in ``training_step`` and its batch hooks, per epoch (the mean,
+        weighted by batch size) in evaluation and in epoch hooks. Values stay tensors on their device
+        until a logger, the progress bar or an epoch end needs them. Outside a run it warns and does
+        nothing.
+
+        Args:
+            name: The key; ``validation_step`` values of several dataloaders get ``/dataloader_idx_N``.
+            value: A number or a one-element tensor.
+            prog_bar: Show it on the progress bar.
+            logger: Send it to the loggers (default ``True``).
+            on_step: Keep the value of each step; with ``on_epoch`` too, the keys become
+                ``name_step`` and ``name_epoch``.
+            on_epoch: Reduce the values over the epoch with ``reduce_fx``.
+            reduce_fx: ``"mean"``, ``"sum"``, ``"max"``, ``"min"`` or the torch function of that name.
+            enable_graph: Keep the autograd graph (normally the value is detached).
+            sync_dist: Reduce across processes with ``reduce_fx`` (a collective: every rank must log it).
+            sync_dist_group: Accepted for Lightning compatibility; the reduction spans all processes.
+            add_dataloader_idx: Add ``/dataloader_idx_N`` with several evaluation dataloaders.
+            batch_size: The weight of this value in the epoch mean; inferred from the batch otherwise.
+            metric_attribute: Accepted for Lightning compatibility (torchmetrics objects are not taken).
+            rank_zero_only: Accepted for Lightning compatibility.
+
+        Raises:
+            MisconfigurationError: The hook does not allow logging or this ``on_step``/``on_epoch``, the
+                value is not a scalar, or ``reduce_fx`` is unknown.
+        """
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
         if trainer is None or trainer.barebones:
             # As in Lightning: a step method called in a unit test, or a barebones run, logs nothing.
@@ -179,12 +279,22 @@ class LightningModule(nn.Module):
         )
 
     def log_dict(self, dictionary: Mapping[str, Any], **options: Any) -> None:
+        """``self.log`` each item of ``dictionary``, with the same ``options`` (``prog_bar``, ``on_epoch``, ...)."""
         for name, value in dictionary.items():
             self.log(name, value, **options)
 
     def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
-        """``data`` from every process: each tensor (numbers become tensors, lists, tuples and dicts are walked)
-        gains a first dimension of size world_size. With one process, tensors come back unchanged."""
+        """``data`` from every process, for metrics computed across them.
+
+        Args:
+            data: A tensor or number, or lists, tuples, dicts and dataclasses of them.
+            group: The process group; all processes by default.
+            sync_grads: Let gradients flow back through the gather.
+
+        Returns:
+            ``data`` with each tensor (numbers become tensors) given a first dimension of size
+            ``world_size``; with one process, tensors come back unchanged.
+        """
         strategy = self.trainer.strategy
 
         def gather(value: torch.Tensor | bool | int | float) -> torch.Tensor:
@@ -202,188 +312,70 @@ class LightningModule(nn.Module):
     # What the Trainer calls to train, evaluate and predict
     # ----------------------------------------------------------------------------------------
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the loss of one batch; the one method every module must define.
+
+        Called as ``training_step(batch, batch_idx)``: the batch from the training dataloader, already on
+        the device, and its index within the epoch. Under truncated backpropagation through time a third
+        argument, ``hiddens``, carries the previous split's hidden state.
+
+        Returns:
+            The loss tensor, or a dict with a ``"loss"`` key (other keys reach ``on_train_batch_end``), or
+            ``None`` to skip this batch's optimizer step. Under manual optimization, anything.
+
+        Raises:
+            NotImplementedError: The module does not define it.
+        """
         raise NotImplementedError(
             f"{type(self).__name__} has no training_step. Define "
             "`def training_step(self, batch, batch_idx)` returning the loss to train it."
         )
 
     def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate one batch, usually by ``self.log``-ing metrics; the default does nothing.
+
+        Called as ``validation_step(batch, batch_idx)``, with ``dataloader_idx`` as a third argument when
+        there are several validation dataloaders; the batch is already on the device.
+
+        Returns:
+            Anything; it reaches ``on_validation_batch_end`` as ``outputs``.
+        """
         return None
 
     def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Like ``validation_step``, for ``trainer.test``."""
         return None
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """One batch's prediction for ``trainer.predict``; ``self(batch)`` unless overridden.
+
+        Returns:
+            The prediction; ``trainer.predict`` returns the list of them.
+        """
         return self(batch)
 
     def configure_optimizers(self) -> Any:
+        """The optimizers and learning-rate schedulers to train with.
+
+        Returns:
+            One optimizer; a list of optimizers; two lists ``[optimizers], [schedulers]``; or a dict
+            ``{"optimizer": ..., "lr_scheduler": scheduler or {"scheduler": ..., "interval": "step",
+            "frequency": 1, "monitor": "val_loss"}}`` (or a list of such dicts), as in Lightning.
+
+        Raises:
+            NotImplementedError: The module does not define it.
+        """
         raise NotImplementedError(
             f"{type(self).__name__} has no configure_optimizers. Define it and return an optimizer, "
             "e.g. `return torch.optim.Adam(self.parameters(), lr=1e-3)`."
         )
 
     def configure_callbacks(self) -> Sequence[Any] | Any:
+        """Callbacks this module always needs; they replace the Trainer's callbacks of the same type.
+
+        Returns:
+            A callback or a list of them.
+        """
         return []
 
     def configure_model(self) -> None:
         """Create layers here to build them directly on the target device (called after ``setup``)."""
-
-    # ----------------------------------------------------------------------------------------
-    # Optimization: override to customise, call in manual optimization
-    # ----------------------------------------------------------------------------------------
-    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
-        optimizers = self.trainer.lightning_optimizers if use_pl_optimizer else self.trainer.optimizers
-        return optimizers[0] if len(optimizers) == 1 else optimizers
-
-    def lr_schedulers(self) -> Any:
-        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
-        if not schedulers:
-            return None
-        return schedulers[0] if len(schedulers) == 1 else schedulers
-
-    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Backward in manual optimization: runs the backward hooks and the precision's scaling."""
-        if self.automatic_optimization:
-            raise RuntimeError(
-                "manual_backward is for manual optimization. "
-                "Set `self.automatic_optimization = False` in __init__ to use it."
-            )
-        self.trainer.strategy.backward(loss, None, *args, **kwargs)
-
-    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        loss.backward(*args, **kwargs)
-
-    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
-
-    def optimizer_step(
-        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
-    ) -> None:
-        optimizer.step(closure=optimizer_closure)
-
-    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
-        if metric is None:
-            scheduler.step()
-        else:
-            scheduler.step(metric)
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def clip_gradients(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        self.trainer.strategy.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def toggle_optimizer(self, optimizer: Any) -> None:
-        """Freeze every parameter that ``optimizer`` does not own (a GAN's other network)."""
-        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        self._toggled_requires_grad = {}
-        for parameter in self.parameters():
-            self._toggled_requires_grad[id(parameter)] = parameter.requires_grad
-            if id(parameter) not in owned:
-                parameter.requires_grad_(False)
-
-    def untoggle_optimizer(self, optimizer: Any) -> None:
-        previous = getattr(self, "_toggled_requires_grad", {})
-        for parameter in self.parameters():
-            if id(parameter) in previous:
-                parameter.requires_grad_(previous[id(parameter)])
-        self._toggled_requires_grad = {}
-
-    # ----------------------------------------------------------------------------------------
-    # Truncated backpropagation through time
-    # ----------------------------------------------------------------------------------------
-    def tbptt_split_batch(self, batch: Any, split_size: int) -> list[Any]:
-        """Split every tensor of ``batch`` along dim 1 (time) into chunks of ``split_size``."""
-        lengths = {t.shape[1] for t in collection_values(batch, torch.Tensor) if t.dim() > 1}
-        if not lengths:
-            return [batch]
-        total = max(lengths)
-        return [_slice_time(batch, start, start + split_size) for start in range(0, total, split_size)]
-
-    # ----------------------------------------------------------------------------------------
-    # Moving batches to the device
-    # ----------------------------------------------------------------------------------------
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return batch
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return move_to_device(batch, device)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return batch
-
-    # ----------------------------------------------------------------------------------------
-    # Hooks the Trainer calls (after the callbacks' hooks of the same name)
-    # ----------------------------------------------------------------------------------------
-    def prepare_data(self) -> None: ...
-    def setup(self, stage: str) -> None: ...
-    def teardown(self, stage: str) -> None: ...
-    def on_fit_start(self) -> None: ...
-    def on_fit_end(self) -> None: ...
-    def on_train_start(self) -> None: ...
-    def on_train_end(self) -> None: ...
-    def on_train_epoch_start(self) -> None: ...
-    def on_train_epoch_end(self) -> None: ...
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None: ...
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
-    def on_validation_start(self) -> None: ...
-    def on_validation_end(self) -> None: ...
-    def on_validation_epoch_start(self) -> None: ...
-    def on_validation_epoch_end(self) -> None: ...
-    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_test_start(self) -> None: ...
-    def on_test_end(self) -> None: ...
-    def on_test_epoch_start(self) -> None: ...
-    def on_test_epoch_end(self) -> None: ...
-    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_predict_start(self) -> None: ...
-    def on_predict_end(self) -> None: ...
-    def on_predict_epoch_start(self) -> None: ...
-    def on_predict_epoch_end(self) -> None: ...
-    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None: ...
-    def on_before_backward(self, loss: torch.Tensor) -> None: ...
-    def on_after_backward(self) -> None: ...
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None: ...
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
-
-    def on_validation_model_zero_grad(self) -> None:
-        """Before validation inside fit: drop gradients so their memory is free while validating."""
-        self.zero_grad(set_to_none=True)
-
-    # Switching between train and eval mode around evaluation; override to keep e.g. dropout on.
-    def on_validation_model_eval(self) -> None:
-        self.eval()
-
-    def on_validation_model_train(self) -> None:
-        self.train()
-
-    def on_test_model_eval(self) -> None:
-        self.eval()
-
-    def on_test_model_train(self) -> None:
-        self.train()
-
-    def on_predict_model_eval(self) -> None:
-        self.eval()
-
-
-def _slice_time(batch: Any, start: int, stop: int) -> Any:
-    def cut(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor[:, start:stop] if tensor.dim() > 1 else tensor
-
-    return apply_to_collection(batch, torch.Tensor, cut)

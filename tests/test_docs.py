@@ -11,6 +11,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -96,19 +97,68 @@ def test_the_pages_have_runnable_examples():
     assert {"index.md", "research.md", "engineering.md", "auxiliary.md"} <= pages, pages
 
 
+def readme_example() -> str:
+    """The first ```python block under the README's "## Example" heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Example\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+def test_the_readme_example_runs_as_pasted(tmp_path):
+    result = _run_block(readme_example(), tmp_path)
+    assert result.returncode == 0, f"README.md's example exited with {result.returncode}:\n{result.stderr[-6000:]}"
+    assert "val_loss=" in result.stdout.splitlines()[-1]  # it trained and validated: the epoch's last progress line
+    assert (tmp_path / "lightning_logs" / "version_0").is_dir()
+
+
 # -------------------------------------------------------------------------------------------------
 # The site
 # -------------------------------------------------------------------------------------------------
-def test_the_site_builds_strictly(tmp_path):
-    if importlib.util.find_spec("mkdocs") is None:
-        pytest.skip("mkdocs is not installed: pip install -e '.[test]' -c constraints.txt")
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built once with ``--strict``: any warning (a broken link, a docstring mkdocstrings cannot
+    read, a name it cannot find) fails the build."""
+    missing = [name for name in ("mkdocs", "mkdocstrings_handlers.python", "pymdownx")
+               if importlib.util.find_spec(name.split(".")[0]) is None]
+    if missing:
+        pytest.skip(f"{missing} not installed: pip install -e '.[test]' -c constraints.txt")
+    directory = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+         "--site-dir", str(directory)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "site" / "index.html").is_file()
+    return directory
+
+
+def test_the_site_builds_strictly(site):
+    assert (site / "index.html").is_file()
+
+
+@pytest.mark.parametrize("package", ["research", "engineering", "auxiliary"])
+def test_the_api_reference_documents_every_public_name(site, package):
+    page = (site / "api.html").read_text()
+    names = importlib.import_module(package).__all__
+    missing = [name for name in names if f'id="{package}.{name}"' not in page]
+    assert not missing, f"docs/api.md lacks an entry for {[f'{package}.{name}' for name in missing]}: add `::: {package}.NAME`"
+
+
+def test_the_pages_load_nothing_from_the_network(site):
+    """Highlighting, fonts and search come with the site, so pages read offline look as they do online."""
+    remote = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    loading = sorted(page.name for page in site.glob("*.html") if remote.search(page.read_text()))
+    assert not loading, f"these pages load scripts, styles or images from the network: {loading}"
+    assert 'class="highlight"' in (site / "index.html").read_text()  # code coloured at build time, by Pygments
+
+
+def test_search_works_from_disk_too(site):
+    """From file:// the browser refuses the search's worker and JSON request; the index ships as a script."""
+    script = (site / "search" / "search_index.js").read_text()
+    assert script.startswith("window.tribusSearchIndex = ")
+    index = json.loads(script.removeprefix("window.tribusSearchIndex = ").rstrip().removesuffix(";"))
+    assert index == json.loads((site / "search" / "search_index.json").read_text())
+    assert 'src="js/offline-search.js"' in (site / "index.html").read_text()
 
 
 # -------------------------------------------------------------------------------------------------

@@ -16,7 +16,18 @@ class CSVLogger(VersionedDirectoryLogger):
     """Writes ``save_dir/name/version_N/metrics.csv``, one row per ``log_metrics`` call, flushed at once.
 
     Rows are appended; when a new key appears the file is rewritten under the wider header, so it
-    always reads back with the csv module or pandas. Only global rank 0 writes.
+    always reads back with the csv module or pandas. Hyperparameters go to ``hparams.yaml`` beside it.
+    Only global rank 0 writes.
+
+    Args:
+        save_dir: The directory that holds every run's logs.
+        name: The experiment's directory under ``save_dir``; ``None`` writes versions directly into it.
+        version: The run's number (``version_N``) or directory name; ``None`` takes the next free number.
+
+    Example:
+        ```python
+        trainer = Trainer(logger=CSVLogger("logs"))  # logs/lightning_logs/version_0/metrics.csv
+        ```
     """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
@@ -26,10 +37,17 @@ class CSVLogger(VersionedDirectoryLogger):
 
     @property
     def metrics_file_path(self) -> str:
+        """The path of ``metrics.csv``."""
         return os.path.join(self.log_dir, "metrics.csv")
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Append one row: ``step`` and the metrics, under the header widened by any new key.
+
+        Args:
+            metrics: Metric names and values, already floats.
+            step: The value of the ``step`` column (the Trainer passes ``global_step``).
+        """
         row = {"step": step, **metrics}
         new_columns = [key for key in row if key not in self._columns]
         if not new_columns:
@@ -41,6 +59,12 @@ class CSVLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace) -> None:
+        """Add ``params`` to the run's hyperparameters and rewrite ``hparams.yaml``.
+
+        Args:
+            params: A mapping or parsed command-line arguments; values YAML cannot hold are written
+                as their ``repr``.
+        """
         self.hparams.update(as_dict(params))
         self.save_hparams()
 

@@ -20,6 +20,19 @@ class TensorBoardLogger(VersionedDirectoryLogger):
     ``default_hp_metric`` writes ``hp_metric = -1`` with the hyperparameters, so TensorBoard's HPARAMS tab
     lists the run; log your own ``hp_metric`` to replace it. ``log_graph`` writes the model graph traced
     from ``example_input_array`` when ``log_graph(model)`` is called. Only global rank 0 writes.
+
+    Args:
+        save_dir: The directory that holds every run's logs.
+        name: The experiment's directory under ``save_dir``; ``None`` writes versions directly into it.
+        version: The run's number (``version_N``) or directory name; ``None`` takes the next free number.
+        log_graph: Let ``log_graph(model)`` write the model graph (it does nothing otherwise).
+        default_hp_metric: Log ``hp_metric = -1`` with the hyperparameters when no metrics come with them.
+        **writer_options: Passed to ``torch.utils.tensorboard.SummaryWriter`` (``flush_secs``, ``max_queue``, ...).
+
+    Example:
+        ```python
+        trainer = Trainer(logger=TensorBoardLogger("logs", name="mnist"))  # tensorboard --logdir logs
+        ```
     """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
@@ -43,6 +56,12 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Write each metric as a scalar at ``step``.
+
+        Args:
+            metrics: Metric names (the scalar's tag) and values, already floats.
+            step: The x-axis value (the Trainer passes ``global_step``).
+        """
         writer = self.experiment
         for name, value in metrics.items():
             writer.add_scalar(name, value, step)
@@ -50,6 +69,13 @@ class TensorBoardLogger(VersionedDirectoryLogger):
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace,
                         metrics: dict[str, float] | None = None) -> None:
+        """Record hyperparameters in ``hparams.yaml`` and TensorBoard's HPARAMS tab.
+
+        Args:
+            params: A mapping or parsed command-line arguments; nested mappings show as ``outer/inner``.
+            metrics: Metrics to show beside them; ``None`` shows ``hp_metric = -1`` when
+                ``default_hp_metric`` is set.
+        """
         self.hparams.update(as_dict(params))
         self.save_hparams()
         if metrics is None and self.default_hp_metric:
@@ -66,6 +92,15 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Trace ``model`` on an example input and write its graph; nothing unless ``log_graph=True``.
+
+        Args:
+            model: The module to trace.
+            input_array: Its input; ``None`` takes ``model.example_input_array``.
+
+        Raises:
+            ValueError: ``log_graph=True`` and there is no example input to trace with.
+        """
         if not self.log_graph_enabled:
             return
         example = getattr(model, "example_input_array", None) if input_array is None else input_array
@@ -86,10 +121,12 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def save(self) -> None:
+        """Flush what the writer holds to disk."""
         if self._writer is not None:
             self._writer.flush()
 
     def finalize(self, status: str) -> None:
+        """Flush and close the writer; the Trainer calls it when a run ends (``status`` says how)."""
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()

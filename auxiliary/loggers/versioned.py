@@ -18,6 +18,12 @@ class VersionedDirectoryLogger(Logger):
     """A logger writing under ``save_dir/name/version_N``; N is the next free number unless given.
 
     A string ``version`` is used as the directory name as it is.
+
+    Args:
+        save_dir: The directory that holds every run's logs.
+        name: The experiment's directory under ``save_dir``; ``None`` or ``""`` writes versions directly
+            into ``save_dir``.
+        version: The run's number (``version_N``) or directory name; ``None`` takes the next free number.
     """
 
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
@@ -29,24 +35,32 @@ class VersionedDirectoryLogger(Logger):
 
     @property
     def name(self) -> str:
+        """The experiment's directory name under ``save_dir``."""
         return self._name
 
     @property
     def save_dir(self) -> str:
+        """The directory that holds every run's logs."""
         return self._save_dir
 
     @property
     def root_dir(self) -> str:
+        """``save_dir/name``: where the ``version_N`` directories are."""
         return os.path.join(self._save_dir, self._name)
 
     @property
     def version(self) -> int | str:
+        """The run's version: the number of ``version_N``, chosen on first access, or the given string.
+
+        The progress bar shows it as ``v_num``.
+        """
         if self._version is None:
             self._version = _next_version(Path(self.root_dir))
         return self._version
 
     @property
     def log_dir(self) -> str:
+        """This run's directory, ``save_dir/name/version_N``; checkpoints go under it by default."""
         version = self.version if isinstance(self.version, str) else f"version_{self.version}"
         return os.path.join(self.root_dir, version)
 

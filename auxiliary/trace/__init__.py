@@ -34,6 +34,15 @@ class EventTrace(Callback):
 
     Put ``{rank}`` in ``path`` when several processes train, so each writes its own file. The file is
     rewritten by this callback's first run and appended to by later ones (fit, then test, …).
+    ``python -m auxiliary.trace FILE`` summarises a trace.
+
+    Args:
+        path: The JSON-lines file; ``{rank}`` in it becomes the process's global rank.
+
+    Example:
+        ```python
+        trainer = Trainer(callbacks=[EventTrace("trace-{rank}.jsonl")])
+        ```
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

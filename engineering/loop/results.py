@@ -211,7 +211,7 @@ class Results:
 
     @property
     def progress_bar_metrics(self) -> dict[str, float]:
-        return {key: _to_float(value) for key, value in self._progress_bar.items()}
+        return metrics_to_floats(self._progress_bar)  # the bar reads every value at once: one host sync
 
     # -- internals ----------------------------------------------------------------------------
     def _publish_epoch_value(self, name: str, metric: _Metric) -> None:
@@ -276,10 +276,6 @@ def _infer_batch_size(batch: Any) -> int:
     if first is None:
         return 1
     return first.shape[0] if first.dim() else 1
-
-
-def _to_float(value: Any) -> float:
-    return value.item() if isinstance(value, torch.Tensor) else float(value)
 
 
 def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -66,8 +66,55 @@ def test_rows_show_each_layer_with_type_parameters_mode_and_sizes():
     assert (rows["head"].in_sizes, rows["head"].out_sizes) == ("[5, 40]", "[5, 2]")
     table = str(summary)
     header = [cell.strip() for cell in table.splitlines()[0].split(" | ")]
-    assert header == ["", "Name", "Type", "Params", "Mode", "In sizes", "Out sizes"]
+    assert header == ["", "Name", "Type", "Params", "Mode", "FLOPs", "In sizes", "Out sizes"]
     assert "21.9 K" in table  # a layer's count is abbreviated; the totals are exact
+
+
+def test_modules_in_train_and_eval_mode_count_the_layers_not_the_module_itself():
+    # Lightning 2.6.6 prints the same two lines for this Net: 6 in train mode, 1 in eval mode.
+    table = str(ModelSummary().summarize(Net()))
+    assert printed_total(table, "Modules in train mode") == 6  # encoder, its 3 layers, frozen, head
+    assert printed_total(table, "Modules in eval mode") == 1  # norm
+
+
+def test_an_example_input_adds_flops_per_layer_and_their_total():
+    summary = ModelSummary(max_depth=-1).summarize(Net())
+    flops = {layer.name: layer.flops for layer in summary.layers}
+    # A Linear(n, m) on 5 rows does 5·n·m multiply-adds, 2 FLOPs each; ReLU and BatchNorm count none.
+    assert flops == {"encoder": 2 * 5 * (32 * 300 + 300 * 40), "encoder.0": 2 * 5 * 32 * 300, "encoder.1": 0,
+                     "encoder.2": 2 * 5 * 300 * 40, "frozen": 2 * 5 * 40 * 40, "norm": 0, "head": 2 * 5 * 40 * 2}
+    assert summary.total_flops == flops["encoder"] + flops["frozen"] + flops["head"] == 232_800
+    table = str(summary)
+    assert re.search(r"^1 +\| encoder\.0 +\| Linear +\| 9\.9 K +\| train \| 96\.0 K +\| \[5, 32\] +\| \[5, 300\]$",
+                     table, re.M), table
+    assert re.search(r"^232 K +Total Flops$", table, re.M), table
+
+
+def test_without_an_example_input_there_are_no_flops_or_sizes():
+    model = Net()
+    model.example_input_array = None
+    table = str(ModelSummary().summarize(model))
+    header = [cell.strip() for cell in table.splitlines()[0].split(" | ")]
+    assert header == ["", "Name", "Type", "Params", "Mode"]
+    assert "Total Flops" not in table
+
+
+class WithOwnParameter(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        self.temperature = nn.Parameter(torch.ones(3))
+
+
+def test_parameters_outside_every_listed_layer_get_an_other_params_row():
+    table = str(ModelSummary().summarize(WithOwnParameter()))
+    assert re.search(r"^ +\| other params \| n/a +\| 3 +\| n/a +\| n/a +\| n/a +\| n/a$", table, re.M), table
+    assert "other params" not in str(ModelSummary().summarize(Net()))
+
+
+def test_counts_are_abbreviated_as_lightning_does():
+    summary = ModelSummary().summarize(Net())
+    rows = {layer.name: line for layer, line in zip(summary.layers, str(summary).splitlines()[2:])}
+    assert "| 216 K " in rows["encoder"] and "| 16.0 K " in rows["frozen"] and "| 800 " in rows["head"]
 
 
 def test_max_depth_goes_deeper_or_turns_the_summary_off(tmp_path, capsys):
