@@ -8,13 +8,16 @@ from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
+from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
 from auxiliary.trace import EventTrace
+from auxiliary.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
     "AdvancedProfiler",
     "CSVLogger",
     "Callback",
     "DeviceStatsMonitor",
+    "EMAWeightAveraging",
     "EarlyStopping",
     "EarlyStoppingReason",
     "EventTrace",
@@ -23,6 +26,8 @@ __all__ = [
     "ProgressBar",
     "PyTorchProfiler",
     "SimpleProfiler",
+    "StochasticWeightAveraging",
     "TQDMProgressBar",
     "TensorBoardLogger",
+    "WeightAveraging",
 ]
