@@ -2,6 +2,8 @@
 
 from engineering import Callback
 from auxiliary.device_stats import DeviceStatsMonitor
+from auxiliary.finetuning import BackboneFinetuning, BaseFinetuning
+from auxiliary.gradient_accumulation import GradientAccumulationScheduler
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
 from auxiliary.loggers import CSVLogger, TensorBoardLogger
 from auxiliary.lr_monitor import LearningRateMonitor
@@ -14,6 +16,8 @@ from auxiliary.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
     "AdvancedProfiler",
+    "BackboneFinetuning",
+    "BaseFinetuning",
     "CSVLogger",
     "Callback",
     "DeviceStatsMonitor",
@@ -21,6 +25,7 @@ __all__ = [
     "EarlyStopping",
     "EarlyStoppingReason",
     "EventTrace",
+    "GradientAccumulationScheduler",
     "LearningRateMonitor",
     "ModelSummary",
     "ProgressBar",

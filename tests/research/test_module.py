@@ -22,3 +22,11 @@ def test_with_one_process_all_gather_returns_tensors_unchanged_and_print_prints(
     assert isinstance(gathered["pair"], tuple) and torch.equal(gathered["pair"][1], torch.tensor(1.5))
     assert gathered["name"] == "run"
     assert "rank zero says 2" in capsys.readouterr().out
+
+
+def test_freeze_stops_every_parameter_and_unfreeze_restores_them():
+    module = TinyModule()
+    module.freeze()
+    assert not module.training and not any(parameter.requires_grad for parameter in module.parameters())
+    module.unfreeze()
+    assert module.training and all(parameter.requires_grad for parameter in module.parameters())
