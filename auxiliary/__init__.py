@@ -5,12 +5,15 @@ from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.finetuning import BackboneFinetuning, BaseFinetuning
 from auxiliary.gradient_accumulation import GradientAccumulationScheduler
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
+from auxiliary.lambda_callback import LambdaCallback
 from auxiliary.loggers import CSVLogger, TensorBoardLogger
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
+from auxiliary.prediction_writer import BasePredictionWriter
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
 from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
+from auxiliary.timer import Timer
 from auxiliary.trace import EventTrace
 from auxiliary.weight_averaging import EMAWeightAveraging, WeightAveraging
 
@@ -18,6 +21,7 @@ __all__ = [
     "AdvancedProfiler",
     "BackboneFinetuning",
     "BaseFinetuning",
+    "BasePredictionWriter",
     "CSVLogger",
     "Callback",
     "DeviceStatsMonitor",
@@ -26,6 +30,7 @@ __all__ = [
     "EarlyStoppingReason",
     "EventTrace",
     "GradientAccumulationScheduler",
+    "LambdaCallback",
     "LearningRateMonitor",
     "ModelSummary",
     "ProgressBar",
@@ -34,5 +39,6 @@ __all__ = [
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "TensorBoardLogger",
+    "Timer",
     "WeightAveraging",
 ]
