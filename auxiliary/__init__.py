@@ -1,12 +1,14 @@
 """Auxiliary: what training does not need to be correct. Every piece subscribes to the Trainer's events."""
 
 from engineering import Callback
+from auxiliary.batch_size_finder import BatchSizeFinder
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.finetuning import BackboneFinetuning, BaseFinetuning
 from auxiliary.gradient_accumulation import GradientAccumulationScheduler
 from auxiliary.early_stopping import EarlyStopping, EarlyStoppingReason
 from auxiliary.lambda_callback import LambdaCallback
 from auxiliary.loggers import CSVLogger, TensorBoardLogger
+from auxiliary.lr_finder import LearningRateFinder, LRFinder
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.prediction_writer import BasePredictionWriter
@@ -15,6 +17,7 @@ from auxiliary.progress import ProgressBar, TQDMProgressBar
 from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
 from auxiliary.timer import Timer
 from auxiliary.trace import EventTrace
+from auxiliary.tuner import Tuner
 from auxiliary.weight_averaging import EMAWeightAveraging, WeightAveraging
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "BackboneFinetuning",
     "BaseFinetuning",
     "BasePredictionWriter",
+    "BatchSizeFinder",
     "CSVLogger",
     "Callback",
     "DeviceStatsMonitor",
@@ -30,7 +34,9 @@ __all__ = [
     "EarlyStoppingReason",
     "EventTrace",
     "GradientAccumulationScheduler",
+    "LRFinder",
     "LambdaCallback",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelSummary",
     "ProgressBar",
@@ -40,5 +46,6 @@ __all__ = [
     "TQDMProgressBar",
     "TensorBoardLogger",
     "Timer",
+    "Tuner",
     "WeightAveraging",
 ]
