@@ -2,6 +2,7 @@
 
 from engineering import Callback
 from auxiliary.batch_size_finder import BatchSizeFinder
+from auxiliary.checkpoint import Checkpoint
 from auxiliary.device_stats import DeviceStatsMonitor
 from auxiliary.finetuning import BackboneFinetuning, BaseFinetuning
 from auxiliary.gradient_accumulation import GradientAccumulationScheduler
@@ -14,6 +15,7 @@ from auxiliary.model_summary import ModelSummary
 from auxiliary.prediction_writer import BasePredictionWriter
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
+from auxiliary.spike import SpikeDetection, TrainingSpikeException
 from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
 from auxiliary.timer import Timer
 from auxiliary.trace import EventTrace
@@ -28,6 +30,7 @@ __all__ = [
     "BatchSizeFinder",
     "CSVLogger",
     "Callback",
+    "Checkpoint",
     "DeviceStatsMonitor",
     "EMAWeightAveraging",
     "EarlyStopping",
@@ -42,10 +45,12 @@ __all__ = [
     "ProgressBar",
     "PyTorchProfiler",
     "SimpleProfiler",
+    "SpikeDetection",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "TensorBoardLogger",
     "Timer",
+    "TrainingSpikeException",
     "Tuner",
     "WeightAveraging",
 ]
