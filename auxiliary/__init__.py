@@ -17,6 +17,7 @@ from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfile
 from auxiliary.progress import ProgressBar, TQDMProgressBar
 from auxiliary.spike import SpikeDetection, TrainingSpikeException
 from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
+from auxiliary.throughput import ThroughputMonitor
 from auxiliary.timer import Timer
 from auxiliary.trace import EventTrace
 from auxiliary.tuner import Tuner
@@ -49,6 +50,7 @@ __all__ = [
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "TensorBoardLogger",
+    "ThroughputMonitor",
     "Timer",
     "TrainingSpikeException",
     "Tuner",
