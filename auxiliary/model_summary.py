@@ -41,7 +41,7 @@ class Summary:
         header = ["", "Name", "Type", "Params", "Mode"] + (["In sizes", "Out sizes"] if self.with_sizes else [])
         rows = []
         for index, layer in enumerate(self.layers):
-            row = [str(index), layer.name, layer.type, _abbreviated(layer.parameters), layer.mode]
+            row = [str(index), layer.name, layer.type, abbreviated(layer.parameters), layer.mode]
             rows.append(row + ([layer.in_sizes, layer.out_sizes] if self.with_sizes else []))
         widths = [max(len(row[column]) for row in [header] + rows) for column in range(len(header))]
         rule = "-" * (sum(widths) + 3 * (len(widths) - 1))
@@ -154,7 +154,8 @@ def _size(value: Any) -> str:
     return "?"
 
 
-def _abbreviated(count: int) -> str:
+def abbreviated(count: int) -> str:
+    """A parameter count as the table shows it: 1.2 K, 3.4 M, ..."""
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"

@@ -66,7 +66,7 @@ class TQDMProgressBar(ProgressBar):
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         description = f"Epoch {trainer.current_epoch}"
         self._loss = None
-        if isinstance(self._train_bar, _TerminalBar) and not self.leave:
+        if self._train_bar is not None and not isinstance(self._train_bar, _LineBar) and not self.leave:
             self._train_bar.restart(description, trainer.num_training_batches)
             return
         self._close_train_bar()
@@ -135,10 +135,15 @@ class TQDMProgressBar(ProgressBar):
             return None
         count = None if math.isinf(total) else int(total)
         if self.is_terminal:
-            # Lightning's layout: two rows per process, the validation bar under the training bar.
-            position = 2 * self.process_position + int(nested)
-            return _TerminalBar(description, count, self.stream, position, leave=leave)
+            return self.terminal_bar(description, count, nested, leave)
         return _LineBar(description, count, self.stream, self.line_interval, last_line)
+
+    def terminal_bar(self, description: str, count: int | None, nested: bool, leave: bool) -> Any:
+        """The bar drawn on a terminal (a tqdm bar); a subclass draws another, with ``due``, ``show``, ``finish``,
+        ``restart`` and ``close`` as ``_TerminalBar`` has them."""
+        # Lightning's layout: two rows per process, the validation bar under the training bar.
+        position = 2 * self.process_position + int(nested)
+        return _TerminalBar(description, count, self.stream, position, leave=leave)
 
     def _advance(self, bar: _TerminalBar | _LineBar | None, done: int, trainer: Any, pl_module: Any,
                  with_metrics: bool = True) -> None:
