@@ -13,6 +13,7 @@ from auxiliary.lr_finder import LearningRateFinder, LRFinder
 from auxiliary.lr_monitor import LearningRateMonitor
 from auxiliary.model_summary import ModelSummary
 from auxiliary.prediction_writer import BasePredictionWriter
+from auxiliary.pruning import ModelPruning
 from auxiliary.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from auxiliary.progress import ProgressBar, TQDMProgressBar
 from auxiliary.rich_output import RichModelSummary, RichProgressBar, RichProgressBarTheme
@@ -43,6 +44,7 @@ __all__ = [
     "LambdaCallback",
     "LearningRateFinder",
     "LearningRateMonitor",
+    "ModelPruning",
     "ModelSummary",
     "ProgressBar",
     "PyTorchProfiler",
