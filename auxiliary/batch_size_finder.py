@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from auxiliary.probing import attribute_holders, probe_trainer, read_attribute, weights_kept, write_attribute
+from auxiliary.probing import attribute_holders, left_as_found, probe_trainer, read_attribute, write_attribute
 from engineering import Callback, MisconfigurationError, Trainer
 
 METHODS = ("fit", "validate", "test", "predict")
@@ -51,7 +51,7 @@ def scale_batch_size(trainer: Trainer, model: Any, datamodule: Any = None, metho
         write_attribute(holders, batch_arg_name, size)
         return _run_trial(trainer, model, datamodule, method, steps_per_trial)
 
-    with weights_kept(model, datamodule):
+    with left_as_found(model, datamodule):
         search = _power_search if mode == "power" else _binary_search
         found = search(trial, init_val, max_trials, max_val)
     if mode == "binsearch" and margin > 0:

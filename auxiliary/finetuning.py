@@ -78,13 +78,14 @@ class BaseFinetuning(Callback):
         if isinstance(modules, ModuleDict):
             modules = modules.values()
         if isinstance(modules, Iterable):
-            found: Iterator[Module] = iter([leaf for module in modules for leaf in BaseFinetuning.flatten_modules(module)])
+            found = [leaf for module in modules for leaf in BaseFinetuning.flatten_modules(module)]
         else:
-            found = modules.modules()
+            found = list(modules.modules())
         return [module for module in found if not list(module.children()) or module._parameters]
 
     @staticmethod
-    def filter_params(modules: Modules, train_bn: bool = True, requires_grad: bool = True) -> Iterator[torch.nn.Parameter]:
+    def filter_params(modules: Modules, train_bn: bool = True,
+                      requires_grad: bool = True) -> Iterator[torch.nn.Parameter]:
         """The parameters of ``modules`` whose ``requires_grad`` is ``requires_grad`` (batch norms' only with
         ``train_bn``)."""
         for module in BaseFinetuning.flatten_modules(modules):

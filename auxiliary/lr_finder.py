@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from auxiliary.probing import attribute_holders, probe_trainer, weights_kept, write_attribute
+from auxiliary.probing import attribute_holders, left_as_found, probe_trainer, write_attribute
 from engineering import Callback, LRSchedulerConfig, MisconfigurationError, Trainer
 
 _LR_NAMES = ("lr", "learning_rate")
@@ -144,7 +144,7 @@ def lr_find(trainer: Trainer, model: Any, train_dataloaders: Any = None, val_dat
     finder = LRFinder(mode, min_lr, max_lr, num_training)
     probe = probe_trainer(trainer, [_LearningRateSweep(finder, early_stop_threshold)], max_steps=num_training,
                           limit_train_batches=trainer.limit_train_batches)
-    with weights_kept(model, datamodule):
+    with left_as_found(model, datamodule):
         probe.fit(model, train_dataloaders, val_dataloaders, datamodule)
     if probe.global_step < num_training:
         print(f"LR finder stopped after {probe.global_step} steps: the loss diverged.")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator
 from typing import Any
+
+import torch
 
 from engineering import Callback, MisconfigurationError, Trainer
 
@@ -31,12 +34,15 @@ def probe_trainer(trainer: Trainer, callbacks: list[Callback], **limits: Any) ->
 
 
 @contextlib.contextmanager
-def weights_kept(model: Any, datamodule: Any = None) -> Iterator[None]:
+def left_as_found(model: Any, datamodule: Any = None) -> Iterator[None]:
     """Run probes on ``model`` and leave it as it was: its weights and buffers (bit for bit), its train/eval
-    mode, and which Trainer it (and ``datamodule``) belongs to."""
+    mode, which Trainer it (and ``datamodule``) belongs to, and the random state, so that training afterwards
+    draws the same random numbers as without the probes."""
     saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     training = model.training
     owners = [(holder, _trainer_of(holder)) for holder in (model, datamodule) if holder is not None]
+    python_state, torch_state = random.getstate(), torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
         yield
     finally:
@@ -44,6 +50,10 @@ def weights_kept(model: Any, datamodule: Any = None) -> Iterator[None]:
         model.train(training)
         for holder, owner in owners:
             holder.trainer = owner
+        random.setstate(python_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _trainer_of(holder: Any) -> Trainer | None:

@@ -184,7 +184,8 @@ class ModelPruning(Callback):
         before = [_pruned(module, name) for module, name in self._parameters_to_prune]
         if self._use_global_unstructured:
             accepted = set(inspect.signature(self.pruning_fn).parameters)
-            options = {key: value for key, value in {**self._global_kwargs, "amount": amount}.items() if key in accepted}
+            options = {key: value for key, value in {**self._global_kwargs, "amount": amount}.items()
+                       if key in accepted}
             prune.global_unstructured(self._parameters_to_prune, pruning_method=self.pruning_fn, **options)
         else:
             for module, name in self._parameters_to_prune:

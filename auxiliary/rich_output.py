@@ -154,7 +154,8 @@ class RichModelSummary(ModelSummary):
 
         summary = self.summarize(module)
         table = Table(header_style=self.header_style)
-        for column in ["", "Name", "Type", "Params", "Mode"] + (["In sizes", "Out sizes"] if summary.with_sizes else []):
+        columns = ["", "Name", "Type", "Params", "Mode"] + (["In sizes", "Out sizes"] if summary.with_sizes else [])
+        for column in columns:
             table.add_column(column, justify="right" if column == "" else "left")
         for index, layer in enumerate(summary.layers):
             sizes = [layer.in_sizes, layer.out_sizes] if summary.with_sizes else []

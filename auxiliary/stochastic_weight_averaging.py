@@ -57,7 +57,9 @@ class StochasticWeightAveraging(Callback):
         if avg_fn is not None and not callable(avg_fn):
             raise MisconfigurationError("StochasticWeightAveraging(avg_fn=...) must be callable.")
         if device is not None and not isinstance(device, (torch.device, str)):
-            raise MisconfigurationError(f"StochasticWeightAveraging(device={device!r}) must be a torch.device or a str.")
+            raise MisconfigurationError(
+                f"StochasticWeightAveraging(device={device!r}) must be a torch.device or a str."
+            )
         self._swa_epoch_start = swa_epoch_start
         self._swa_lrs = swa_lrs
         self._annealing_epochs = annealing_epochs

@@ -128,7 +128,8 @@ class ThroughputMonitor(Callback):
         )
 
     def _log(self, trainer: Any, stage: str, step: int) -> None:
-        metrics = {f"{stage}{self.separator}{name}": value for name, value in self._throughputs[stage].compute().items()}
+        computed = self._throughputs[stage].compute()
+        metrics = {f"{stage}{self.separator}{name}": value for name, value in computed.items()}
         trainer.emit(events.log_metrics, metrics=metrics, step=step)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

@@ -1,4 +1,4 @@
-"""Tuner: ``Tuner(trainer).lr_find(model, ...)`` and ``Tuner(trainer).scale_batch_size(model, ...)``, as in Lightning."""
+"""Tuner: ``Tuner(trainer).lr_find(model, ...)`` and ``Tuner(trainer).scale_batch_size(model, ...)``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from research import LightningDataModule
 
 class Tuner:
     """Finds a learning rate or a batch size for ``trainer`` before it trains. Each search runs short probe
-    runs with the trainer's device and numerics, and leaves the model's weights and the trainer as they were;
-    only the value found is written back (to the model's attribute or hparam, or the datamodule's)."""
+    runs with the trainer's device and numerics, and leaves the model's weights, the random state and the
+    trainer as they were; only the value found is written back (to the model's attribute or hparam, or the
+    datamodule's)."""
 
     def __init__(self, trainer: Trainer) -> None:
         self._trainer = trainer

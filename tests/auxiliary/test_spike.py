@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from auxiliary import SpikeDetection, TrainingSpikeException
 from engineering import MisconfigurationError, Trainer

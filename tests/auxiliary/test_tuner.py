@@ -9,8 +9,6 @@ import sys
 
 import pytest
 import torch
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from auxiliary import BatchSizeFinder, LearningRateFinder, Tuner
 from engineering import Callback, MisconfigurationError, Trainer
@@ -121,17 +119,28 @@ def test_without_an_lr_attribute_the_fix_is_named(tmp_path):
         Tuner(Trainer(**QUIET)).lr_find(NoLr(), tiny_loader())
 
 
+class Dropping(TinyModule):
+    """Draws random numbers every step."""
+
+    def forward(self, x):
+        return self.layer(torch.nn.functional.dropout(x, 0.2, self.training))
+
+
 def test_the_callback_sweeps_then_trains_from_the_same_weights_with_the_suggestion(tmp_path):
     torch.manual_seed(0)
-    model = TinyModule(lr=0.5)
+    model = Dropping(lr=0.5)
     reference = copy.deepcopy(model)
     finder = LearningRateFinder(min_lr=1e-3, max_lr=1.0, num_training_steps=30, early_stop_threshold=None)
-    Trainer(max_epochs=2, callbacks=[finder], default_root_dir=tmp_path, **QUIET).fit(model, tiny_loader())
+    torch.manual_seed(1)  # the shuffled order of both runs comes from here
+    Trainer(max_epochs=2, callbacks=[finder], default_root_dir=tmp_path, **QUIET).fit(
+        model, tiny_loader(shuffle=True))
     suggested = finder.optimal_lr.suggestion()
     assert model.hparams.lr == suggested
-    # the same run without the finder, at the suggested rate, ends on the same weights: the sweep left no trace
+    # the same run without the finder, at the suggested rate, ends on the same weights: the sweep left no trace,
+    # not in the weights, the optimizer, nor the random numbers training draws
     reference.hparams.lr = suggested
-    Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET).fit(reference, tiny_loader())
+    torch.manual_seed(1)
+    Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET).fit(reference, tiny_loader(shuffle=True))
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
