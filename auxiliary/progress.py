@@ -94,7 +94,7 @@ class TQDMProgressBar(ProgressBar):
     # -- training ---------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         description = f"Epoch {trainer.current_epoch}"
-        if isinstance(self._train_bar, _TerminalBar) and not self.leave:
+        if self._train_bar is not None and not isinstance(self._train_bar, _LineBar) and not self.leave:
             self._train_bar.restart(description, trainer.num_training_batches)
             return
         self._close_train_bar()
@@ -161,10 +161,15 @@ class TQDMProgressBar(ProgressBar):
             return None
         count = None if math.isinf(total) else int(total)
         if self.is_terminal:
-            # Lightning's layout: two rows per process, the validation bar under the training bar.
-            position = 2 * self.process_position + int(nested)
-            return _TerminalBar(description, count, self.stream, position, leave, self.metrics_interval)
+            return self.terminal_bar(description, count, nested, leave)
         return _LineBar(description, count, self.stream, self.line_interval, last_line)
+
+    def terminal_bar(self, description: str, count: int | None, nested: bool, leave: bool) -> Any:
+        """The bar drawn on a terminal (a tqdm bar); a subclass draws another, with ``due``, ``show``, ``finish``,
+        ``restart`` and ``close`` as ``_TerminalBar`` has them."""
+        # Lightning's layout: two rows per process, the validation bar under the training bar.
+        position = 2 * self.process_position + int(nested)
+        return _TerminalBar(description, count, self.stream, position, leave, self.metrics_interval)
 
     def _advance(self, bar: _TerminalBar | _LineBar | None, done: int,
                  read_metrics: Callable[[], dict[str, Any]]) -> None:

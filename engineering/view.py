@@ -97,6 +97,13 @@ class TrainerView(Protocol):
     enable_model_summary: bool
     enable_checkpointing: bool
     barebones: bool
+    overfit_batches: int | float
+    deterministic: bool | str | None
+    benchmark: bool | None
+    inference_mode: bool
+    detect_anomaly: bool
+    use_distributed_sampler: bool
+    sync_batchnorm: bool
 
     # what a subscriber may ask for
     emit: Callable[..., Any]

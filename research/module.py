@@ -308,6 +308,18 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
         if self.global_rank == 0:
             print(*args, **kwargs)
 
+    def freeze(self) -> None:
+        """Stop every parameter from training (``requires_grad=False``) and switch to eval mode, for inference."""
+        for parameter in self.parameters():
+            parameter.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        """Undo ``freeze``: every parameter trains again, and the module is in train mode."""
+        for parameter in self.parameters():
+            parameter.requires_grad = True
+        self.train()
+
     # ----------------------------------------------------------------------------------------
     # What the Trainer calls to train, evaluate and predict
     # ----------------------------------------------------------------------------------------

@@ -366,7 +366,7 @@ class RecordingModule(LightningModule):
 NOT_HOOKS = {
     "__init__", "__getstate__", "save_hyperparameters", "log", "log_dict", "optimizers", "lr_schedulers",
     "manual_backward", "clip_gradients", "toggle_optimizer", "untoggle_optimizer", "tbptt_split_batch",
-    "all_gather", "print",
+    "all_gather", "print", "freeze", "unfreeze",
 }
 
 

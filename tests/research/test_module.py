@@ -39,3 +39,11 @@ def test_tbptt_split_batch_splits_a_dataclass_batch_along_time():
     assert all(isinstance(split, Sequences) for split in splits)
     assert torch.equal(splits[1].inputs, batch.inputs[:, 2:4])
     assert torch.equal(splits[2].targets, batch.targets[:, 4:6])
+
+
+def test_freeze_stops_every_parameter_and_unfreeze_restores_them():
+    module = TinyModule()
+    module.freeze()
+    assert not module.training and not any(parameter.requires_grad for parameter in module.parameters())
+    module.unfreeze()
+    assert module.training and all(parameter.requires_grad for parameter in module.parameters())
