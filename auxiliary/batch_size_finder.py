@@ -67,12 +67,8 @@ def _power_search(trial: Callable[[int], int | None], size: int, max_trials: int
         if size >= max_val:
             print(f"Batch size finder: reached max_val={max_val}.")
             return size
-        try:
-            dataset_length = trial(size)
-        except RuntimeError as error:
-            if not _is_out_of_memory(error):
-                raise
-            _free_memory()
+        fits, dataset_length = _attempt(trial, size)
+        if not fits:
             size //= 2
             if ran_once or size == 0:
                 return max(size, 1)
@@ -90,12 +86,8 @@ def _binary_search(trial: Callable[[int], int | None], size: int, max_trials: in
         if size >= max_val:
             print(f"Batch size finder: reached max_val={max_val}.")
             return size
-        try:
-            dataset_length = trial(size)
-        except RuntimeError as error:
-            if not _is_out_of_memory(error):
-                raise
-            _free_memory()
+        fits, dataset_length = _attempt(trial, size)
+        if not fits:
             high = size
             size = (high + low) // 2
             if high - low <= 1:
@@ -113,6 +105,18 @@ def _binary_search(trial: Callable[[int], int | None], size: int, max_trials: in
             return size
         else:
             size = min(size * 2, max_val)
+
+
+def _attempt(trial: Callable[[int], int | None], size: int) -> tuple[bool, int | None]:
+    """Run ``trial(size)``: (True, the dataset's length or None) when it fit, (False, None) when it ran out of
+    memory, which is freed again; any other error propagates."""
+    try:
+        return True, trial(size)
+    except RuntimeError as error:
+        if not _is_out_of_memory(error):
+            raise
+        _free_memory()
+        return False, None
 
 
 def _run_trial(trainer: Trainer, model: Any, datamodule: Any, method: str, steps: int) -> int | None:

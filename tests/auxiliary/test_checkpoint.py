@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from auxiliary import Callback, Checkpoint, EarlyStopping
-from engineering import ModelCheckpoint, OnExceptionCheckpoint, Trainer
+from auxiliary import Checkpoint, EarlyStopping
+from engineering import Callback, ModelCheckpoint, OnExceptionCheckpoint, Trainer
 from tests.helpers import QUIET, TinyModule, tiny_loader
 
 
