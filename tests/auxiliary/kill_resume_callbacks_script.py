@@ -1,4 +1,4 @@
-"""A run with one of the callbacks whose state must survive a SIGKILL; tests/auxiliary/test_kill_resume.py kills it.
+"""A run with one of the callbacks whose state must survive a SIGKILL; tests/auxiliary/test_callbacks_kill_resume.py kills it.
 
     python kill_resume_callbacks_script.py ROOT CALLBACK      CALLBACK: swa | ema | timer | accumulation
 
