@@ -1,0 +1,79 @@
+"""Which loaders a run reads and how many batches of each: given loaders, else the datamodule's, else the module's.
+
+Each function fills the run's ``Loaders`` (``loop/state.py``); the Trainer reads them through its properties.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engineering.bus.callback import overrides
+from engineering.config import val_check_batch
+from engineering.data.batches import as_loader_list, limited_batches, with_resumable_sampler, without_shuffle
+from engineering.errors import MisconfigurationError
+from engineering.loop.state import Loaders, TrainerFn
+from research import LightningDataModule, LightningModule
+
+
+def loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
+    """``given`` when not None; else what the datamodule's or the module's ``hook`` (e.g. "train_dataloader")
+    returns, the first that defines it; None when neither does."""
+    if given is not None:
+        return given
+    for source, base in ((datamodule, LightningDataModule), (model, LightningModule)):
+        if source is not None and overrides(type(source), base, hook):
+            return getattr(source, hook)()
+    if datamodule is not None and hasattr(datamodule, hook):
+        try:
+            return getattr(datamodule, hook)()
+        except NotImplementedError:
+            return None
+    return None
+
+
+def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, val: Any) -> None:
+    """The training loader (with a resumable sampler where the Trainer may replace it) and the validation loaders."""
+    loaders: Loaders = trainer.loaders
+    train = loaders_from(train, datamodule, model, "train_dataloader")
+    if train is None:
+        raise MisconfigurationError(
+            "fit needs training data: pass train_dataloaders, a datamodule, or define train_dataloader()."
+        )
+    if trainer.overfit_batches:
+        train = without_shuffle(train)
+    if trainer.use_distributed_sampler and trainer.world_size > 1:  # as Lightning: only across processes
+        train = with_resumable_sampler(train, trainer.world_size, trainer.global_rank)
+    loaders.train = train
+    loaders.num_training_batches = limited_batches(train, trainer.limit_train_batches, "limit_train_batches")
+    if loaders.num_training_batches == 0 and trainer.limit_train_batches != 0:
+        raise MisconfigurationError(
+            "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
+            "(drop_last=True with fewer samples than one batch gives none)."
+        )
+    loaders.val = as_loader_list(loaders_from(val, datamodule, model, "val_dataloader"))
+    loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
+    sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
+    loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
+    loaders.val_check_batch = val_check_batch(trainer.val_check_interval, loaders.num_training_batches)
+
+
+def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, given: Any) -> None:
+    """The loaders of validate, test or predict, with their batch limits."""
+    loaders: Loaders = trainer.loaders
+    hook, flag = _EVALUATION_SOURCES[fn]
+    found = as_loader_list(loaders_from(given, datamodule, model, hook))
+    limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
+    if fn is TrainerFn.VALIDATING:
+        loaders.val, loaders.num_val_batches = found, limits
+    elif fn is TrainerFn.TESTING:
+        loaders.test, loaders.num_test_batches = found, limits
+    else:
+        loaders.predict, loaders.num_predict_batches = found, limits
+
+
+_EVALUATION_SOURCES = {
+    TrainerFn.VALIDATING: ("val_dataloader", "limit_val_batches"),
+    TrainerFn.TESTING: ("test_dataloader", "limit_test_batches"),
+    TrainerFn.PREDICTING: ("predict_dataloader", "limit_predict_batches"),
+}
