@@ -18,6 +18,7 @@ from torch import nn
 
 from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
 from research.hparams import AttributeDict, collect_init_arguments
+from research.metrics import is_metric_collection, metric_collection_items
 from research.nested import apply_to_collection, collection_values, move_to_device
 
 
@@ -162,7 +163,9 @@ class LightningModule(nn.Module):
         metric_attribute: str | None = None,
         rank_zero_only: bool = False,
     ) -> None:
-        """Log a scalar. Defaults follow the hook: per step in training, per epoch in evaluation."""
+        """Log a number, a one-element tensor or a torchmetrics ``Metric`` (its forward value per step, its
+        ``compute()`` per epoch, ``reset()`` after). Defaults follow the hook: per step in training, per epoch in
+        evaluation. A ``Metric`` must be an attribute of the module unless ``metric_attribute`` names where it is."""
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
         if trainer is None or trainer.barebones:
             # As in Lightning: a step method called in a unit test, or a barebones run, logs nothing.
@@ -175,11 +178,13 @@ class LightningModule(nn.Module):
             return
         trainer.results.log(
             name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist,
-            add_dataloader_idx, batch_size, rank_zero_only,
+            add_dataloader_idx, batch_size, rank_zero_only, metric_attribute, self,
         )
 
-    def log_dict(self, dictionary: Mapping[str, Any], **options: Any) -> None:
-        for name, value in dictionary.items():
+    def log_dict(self, dictionary: Mapping[str, Any] | Any, **options: Any) -> None:
+        """``self.log`` for each value of a dict, or each metric of a torchmetrics ``MetricCollection``."""
+        items = metric_collection_items(dictionary) if is_metric_collection(dictionary) else dictionary.items()
+        for name, value in items:
             self.log(name, value, **options)
 
     def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:

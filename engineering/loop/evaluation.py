@@ -100,6 +100,7 @@ def run_evaluation(
     hooks(stage_events["epoch_end"])
     flush_logged_metrics(trainer, "epoch")
     hooks(stage_events["end"])
+    results.reset_metric_objects(store)
     getattr(module, f"on_{prefix}_model_train")()
     return _metrics_per_dataloader(results, store, len(loaders))
 

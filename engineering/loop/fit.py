@@ -99,6 +99,7 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
         step_schedulers(trainer, "epoch", progress.epoch, plateau=True)
     results.take_unlogged("step")  # step values not flushed by now are never logged (Lightning)
     flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
+    results.reset_metric_objects(RunningStage.TRAINING)
     progress.epoch += 1
     progress.batch_idx = 0
     write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)

@@ -14,6 +14,8 @@ import torch
 from engineering import events
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import RunningStage
+from engineering.loop.metric_objects import LoggedMetricObject, MetricAttributes
+from research.metrics import is_metric, is_metric_collection
 from research.nested import collection_values
 
 # Logging defaults per hook, as in Lightning: hook → (on_step, on_epoch, whether on_step is allowed).
@@ -113,6 +115,7 @@ class Results:
         self.logged_metrics: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, Any] = {}
         self._unlogged: dict[str, dict[str, torch.Tensor]] = {"step": {}, "epoch": {}}
+        self._metric_attributes = MetricAttributes()
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(
@@ -129,50 +132,48 @@ class Results:
         add_dataloader_idx: bool = True,
         batch_size: int | None = None,
         rank_zero_only: bool = False,
+        metric_attribute: str | None = None,
+        module: Any = None,
     ) -> None:
+        """Store ``value`` (a number, a one-element tensor or a torchmetrics ``Metric``) for the current hook."""
         hook = self.hook
-        defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
-        if defaults is None:
-            raise MisconfigurationError(
-                f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
-                "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
-            )
-        default_on_step, default_on_epoch, step_allowed = defaults
-        on_step = default_on_step if on_step is None else on_step
-        on_epoch = default_on_epoch if on_epoch is None else on_epoch
-        if on_step and not step_allowed:
-            raise MisconfigurationError(
-                f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
-                "Use on_step=False (the default there)."
-            )
-        if not on_step and not on_epoch:
-            raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")
-        tensor = _as_scalar(name, value, enable_graph)
+        on_step, on_epoch, step_allowed = _levels(name, hook, on_step, on_epoch)
+        metric_object = is_metric(value)
+        if metric_object and metric_attribute is None and module is not None:
+            self._metric_attributes.require(module, value, name)
+        tensor = None if metric_object else _as_scalar(name, value, enable_graph)
         if self.dataloader_idx is not None and add_dataloader_idx:
             name = f"{name}/dataloader_idx_{self.dataloader_idx}"
         logger = True if logger is None else logger
 
-        if on_step:
-            step_key = f"{name}_step" if on_epoch else name
-            if sync_dist:
-                tensor = self._reduce(tensor, reduce_fx)
-            self.callback_metrics[step_key] = tensor
-            if on_epoch:
-                self.callback_metrics[name] = tensor
-            if prog_bar:
-                self._progress_bar[step_key] = tensor
-            if logger:
-                self._unlogged["step"][step_key] = tensor
+        metrics = self._epoch_metrics.setdefault(self.stage, {})
+        if metric_object:
+            entry = metrics[name] = LoggedMetricObject(value, on_step, on_epoch, prog_bar, logger, name)
+            tensor = entry.step_value() if on_step else None
+        elif sync_dist and on_step:
+            tensor = self._reduce(tensor, reduce_fx)
+        if on_step and tensor is not None:
+            self._store_step_value(name, tensor, on_epoch, prog_bar, logger)
         if on_epoch:
-            metrics = self._epoch_metrics.setdefault(self.stage, {})
-            metric = metrics.get(name)
-            if metric is None:
-                metric = metrics[name] = _Metric(
-                    _reduction(name, reduce_fx), on_step, on_epoch, prog_bar, logger, sync_dist
-                )
-            metric.update(tensor, self._batch_size(batch_size))
+            if not metric_object:
+                entry = metrics.get(name)
+                if entry is None:
+                    entry = metrics[name] = _Metric(
+                        _reduction(name, reduce_fx), on_step, on_epoch, prog_bar, logger, sync_dist
+                    )
+                entry.update(tensor, self._batch_size(batch_size))
             if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
-                self._publish_epoch_value(name, metric)
+                self._publish_epoch_value(name, entry)
+
+    def _store_step_value(self, name: str, tensor: torch.Tensor, on_epoch: bool, prog_bar: bool, logger: bool) -> None:
+        step_key = f"{name}_step" if on_epoch else name
+        self.callback_metrics[step_key] = tensor
+        if on_epoch:
+            self.callback_metrics[name] = tensor
+        if prog_bar:
+            self._progress_bar[step_key] = tensor
+        if logger:
+            self._unlogged["step"][step_key] = tensor
 
     # -- called by the loops ------------------------------------------------------------------
     def start_epoch(self, stage: RunningStage) -> None:
@@ -182,12 +183,21 @@ class Results:
     def end_epoch(self, stage: RunningStage) -> None:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
         for name, metric in self._epoch_metrics.get(stage, {}).items():
-            self._publish_epoch_value(name, metric)
+            if metric.on_epoch:
+                self._publish_epoch_value(name, metric)
+
+    def reset_metric_objects(self, stage: RunningStage) -> None:
+        """``reset()`` every torchmetrics ``Metric`` that ``stage`` logged, once its epoch is over (Lightning)."""
+        for metric in self._epoch_metrics.get(stage, {}).values():
+            if isinstance(metric, LoggedMetricObject):
+                metric.reset()
 
     def state_dict(self) -> dict[str, Any]:
         """The training epoch's running aggregates, so a run resumed mid-epoch reduces over the whole epoch."""
         state = {}
         for name, metric in self._epoch_metrics.get(RunningStage.TRAINING, {}).items():
+            if isinstance(metric, LoggedMetricObject):
+                continue  # its state is the metric's, kept with the module's as torchmetrics decides
             metric.compute()  # folds what is pending into total and weight
             state[name] = {field: getattr(metric, field) for field in _METRIC_STATE}
         return {RunningStage.TRAINING.value: state}
@@ -200,7 +210,7 @@ class Results:
     def epoch_keys(self, stage: RunningStage) -> list[str]:
         """The callback_metrics keys holding ``stage``'s epoch values."""
         metrics = self._epoch_metrics.get(stage, {})
-        return [f"{name}_epoch" if metric.on_step else name for name, metric in metrics.items()]
+        return [f"{name}_epoch" if metric.on_step else name for name, metric in metrics.items() if metric.on_epoch]
 
     def take_unlogged(self, kind: str) -> dict[str, torch.Tensor]:
         """The ``kind`` ("step" or "epoch") values logged since the last flush; the caller sends them on."""
@@ -220,7 +230,7 @@ class Results:
         return {key: _to_float(value) for key, value in self._progress_bar.items()}
 
     # -- internals ----------------------------------------------------------------------------
-    def _publish_epoch_value(self, name: str, metric: _Metric) -> None:
+    def _publish_epoch_value(self, name: str, metric: _Metric | LoggedMetricObject) -> None:
         value = metric.compute()
         if metric.sync_dist:
             value = self._reduce(value, metric.reduce)
@@ -249,6 +259,27 @@ class Results:
         return size
 
 
+def _levels(name: str, hook: str | None, on_step: bool | None, on_epoch: bool | None) -> tuple[bool, bool, bool]:
+    """``on_step`` and ``on_epoch`` with the hook's defaults filled in, and whether the hook may log per step."""
+    defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
+    if defaults is None:
+        raise MisconfigurationError(
+            f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
+            "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
+        )
+    default_on_step, default_on_epoch, step_allowed = defaults
+    on_step = default_on_step if on_step is None else on_step
+    on_epoch = default_on_epoch if on_epoch is None else on_epoch
+    if on_step and not step_allowed:
+        raise MisconfigurationError(
+            f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
+            "Use on_step=False (the default there)."
+        )
+    if not on_step and not on_epoch:
+        raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")
+    return on_step, on_epoch, step_allowed
+
+
 def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -261,6 +292,10 @@ def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:
         return value if enable_graph else value.detach()
     if isinstance(value, (int, float, bool)):
         return torch.tensor(float(value))
+    if is_metric_collection(value):
+        raise MisconfigurationError(
+            f"self.log({name!r}) got a torchmetrics MetricCollection; log it with self.log_dict(collection)."
+        )
     raise MisconfigurationError(
         f"self.log({name!r}) needs a number or a one-element tensor, got {type(value).__name__}. "
         "Use self.log_dict for several values."
