@@ -63,8 +63,9 @@ def run_evaluation(
 
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
-        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end
-        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end
+        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end;
+                                    on_step values to loggers
+        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end; torchmetrics objects reset
     Returns one dict of epoch metrics per dataloader.
     """
     module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
@@ -95,6 +96,9 @@ def run_evaluation(
                 outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
                 hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
                       dataloader_idx=dataloader_idx)
+                if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
+                    log_step = results.next_evaluation_step(dataloader_idx)
+                    flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
     results.dataloader_idx = None
     results.end_epoch(store)
     hooks(stage_events["epoch_end"])

@@ -55,7 +55,8 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
                 the batch is complete: write the checkpoints ModelCheckpoint asked for during it
                 preempted (SIGTERM)? save, exit
                 stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
-            epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers
+            epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers;
+            torchmetrics objects reset
             epoch += 1; the epoch is complete: write requested checkpoints; preempted? save, exit
         on_train_end
         on_fit_end

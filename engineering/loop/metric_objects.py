@@ -26,7 +26,12 @@ class LoggedMetricObject:
     prog_bar: bool
     logger: bool
     name: str
+    suffix: str = ""  # "/dataloader_idx_N" with several evaluation dataloaders
     sync_dist: bool = False  # the metric syncs its own state in compute()
+
+    @property
+    def epoch_key(self) -> str:
+        return f"{self.name}_epoch{self.suffix}" if self.on_step else self.name + self.suffix
 
     def step_value(self) -> torch.Tensor | None:
         """The metric's last forward value; None when the user called only ``update()`` this step."""
