@@ -7,7 +7,6 @@ call) until a subclass overrides it.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
@@ -17,19 +16,18 @@ import torch
 from torch import nn
 
 from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
-from research.hparams import AttributeDict, collect_init_arguments
+from research.export import ExportMixin, scripting
+from research.hparams import HyperparametersMixin
 from research.metrics import is_metric_collection, metric_collection_items
 from research.nested import apply_to_collection, collection_values, move_to_device
 
 
-class LightningModule(nn.Module):
+class LightningModule(ExportMixin, HyperparametersMixin, nn.Module):
     """Subclass it, define ``training_step`` and ``configure_optimizers``, hand it to a Trainer."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer_ref: weakref.ref | None = None
-        self._hparams = AttributeDict()
-        self._hparams_initial = AttributeDict()
         self.automatic_optimization: bool = True
         self.example_input_array: Any = None
         self.prepare_data_per_node: bool = True
@@ -43,7 +41,7 @@ class LightningModule(nn.Module):
     def trainer(self) -> Any:
         """The Trainer running this module; a weak reference, so a module never keeps it alive."""
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
-        if trainer is None:
+        if trainer is None and not scripting():
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer. "
                 "Pass it to Trainer.fit/validate/test/predict first."
@@ -91,6 +89,11 @@ class LightningModule(nn.Module):
         return torch.device("cpu")
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether the module's parameters are on a CUDA device."""
+        return self.device.type == "cuda"
+
+    @property
     def dtype(self) -> torch.dtype:
         for tensor in self.parameters():
             return tensor.dtype
@@ -103,25 +106,8 @@ class LightningModule(nn.Module):
         return state
 
     # ----------------------------------------------------------------------------------------
-    # Hyperparameters
+    # Hyperparameters: save_hyperparameters, hparams and hparams_initial come from HyperparametersMixin
     # ----------------------------------------------------------------------------------------
-    def save_hyperparameters(
-        self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
-    ) -> None:
-        """Record the ``__init__`` arguments (or the named ones) in ``self.hparams``."""
-        caller = frame if frame is not None else inspect.currentframe().f_back
-        try:
-            hparams = collect_init_arguments(caller, args, ignore)
-        finally:
-            del caller
-        self._log_hyperparams = logger
-        self._hparams = AttributeDict(hparams)
-        self._hparams_initial = AttributeDict(hparams)
-
-    @property
-    def hparams(self) -> AttributeDict:
-        return self._hparams
-
     @classmethod
     def load_from_checkpoint(
         cls, checkpoint_path: Any, map_location: Any = None, strict: bool = True, weights_only: bool = True,
@@ -138,10 +124,6 @@ class LightningModule(nn.Module):
         load_weights(model, checkpoint["state_dict"], strict=strict)
         first = next((value for value in checkpoint["state_dict"].values() if isinstance(value, torch.Tensor)), None)
         return model.to(first.device) if first is not None else model
-
-    @property
-    def hparams_initial(self) -> AttributeDict:
-        return AttributeDict(self._hparams_initial)
 
     # ----------------------------------------------------------------------------------------
     # Logging: values go to the Trainer's result store; it decides when they become floats

@@ -121,12 +121,40 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
         trainer.progress.sampler_seed = distributed_sampler_seed()
     if trainer.is_global_zero:
-        if getattr(model, "_log_hyperparams", False) and model.hparams:
-            trainer.emit(events.log_hyperparams, params=dict(model.hparams))
+        hyperparameters = hyperparameters_to_log(model, datamodule)
+        if hyperparameters:
+            trainer.emit(events.log_hyperparams, params=hyperparameters)
         for logger in trainer.loggers:
             logger.log_graph(model)
     trainer.state.stage = trainer.results.stage = RunningStage.TRAINING
     return checkpoint.get("rng_states"), checkpoint.get("epoch_rng_states")
+
+
+def hyperparameters_to_log(model: Any, datamodule: Any) -> dict[str, Any] | None:
+    """What the module's and the datamodule's ``save_hyperparameters`` recorded (unless called with
+    ``logger=False``), merged as Lightning logs them; a name both record with different values is an error."""
+    from_model = dict(model.hparams_initial) if getattr(model, "_log_hyperparams", False) else None
+    from_data = None
+    if datamodule is not None and getattr(datamodule, "_log_hyperparams", False):
+        from_data = dict(datamodule.hparams_initial)
+    if from_model is None or from_data is None:
+        return from_model if from_model is not None else from_data
+    clashing = sorted(key for key in from_model.keys() & from_data.keys() if not _same(from_model[key], from_data[key]))
+    if clashing:
+        raise RuntimeError(
+            f"Error while merging hparams: the keys {clashing} are present in both the LightningModule's and "
+            "LightningDataModule's hparams but have different values. Rename one of them, or pass it in "
+            "save_hyperparameters(ignore=[...]) on one side."
+        )
+    return {**from_model, **from_data}
+
+
+def _same(first: Any, second: Any) -> bool:
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, torch.Tensor):
+        return first is second
+    return bool(first == second)
 
 
 def _run_evaluation_stage(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, checkpoint_path: Path | None,
