@@ -9,11 +9,13 @@ from typing import Any
 import torch
 
 from engineering import events
+from engineering.bus.callback import overrides
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
 from engineering.loop.state import RunningStage
+from research import LightningModule
 
 _STAGE_EVENTS = {
     prefix: {name: getattr(events, f"on_{prefix}_{name}")
@@ -66,6 +68,7 @@ def run_evaluation(
         for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end;
                                     on_step values to loggers
         epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end; torchmetrics objects reset
+        on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
     """
     module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
@@ -77,6 +80,7 @@ def run_evaluation(
     several = len(loaders) > 1
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
+    modes = {name: submodule.training for name, submodule in module.named_modules()}
     getattr(module, f"on_{prefix}_model_eval")()
     trainer.state.stage = stage
     results.stage = store
@@ -105,8 +109,20 @@ def run_evaluation(
     flush_logged_metrics(trainer, "epoch")
     hooks(stage_events["end"])
     results.reset_metric_objects(store)
-    getattr(module, f"on_{prefix}_model_train")()
+    _leave_eval_mode(module, prefix, modes)
     return _metrics_per_dataloader(results, store, len(loaders))
+
+
+def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
+    """An overridden ``on_{prefix}_model_train`` decides; otherwise every submodule gets back the mode it had
+    before evaluation (a frozen backbone stays in eval mode), as in Lightning."""
+    hook = f"on_{prefix}_model_train"
+    if overrides(type(module), LightningModule, hook):
+        getattr(module, hook)()
+        return
+    for name, submodule in module.named_modules():
+        if name in modes:
+            submodule.training = modes[name]  # this module alone: train(mode) would also set its children
 
 
 def _metrics_per_dataloader(results: Any, store: RunningStage, count: int) -> list[dict[str, float]]:

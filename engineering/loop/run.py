@@ -27,7 +27,7 @@ from engineering.bus.subscribers import add_module_callbacks
 from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
-from engineering.loop import evaluation, fit
+from engineering.loop import advice, evaluation, fit
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
@@ -42,6 +42,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         raise TypeError(f"Trainer.{fn.value} needs a LightningModule, got {type(model).__name__}.")
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
+    advice.require_evaluation_step(fn, model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
@@ -118,11 +119,12 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
     if checkpoint:
         restore(trainer, checkpoint)
+        advice.say_resumed(trainer, TrainerFn.FITTING, checkpoint_path)
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
         trainer.progress.sampler_seed = distributed_sampler_seed()
     if trainer.is_global_zero:
         hyperparameters = hyperparameters_to_log(model, datamodule)
-        if hyperparameters:
+        if hyperparameters is not None:  # as in Lightning, an empty record too: loggers write an empty hparams.yaml
             trainer.emit(events.log_hyperparams, params=hyperparameters)
         for logger in trainer.loggers:
             logger.log_graph(model)
@@ -164,6 +166,7 @@ def _run_evaluation_stage(trainer: Any, fn: TrainerFn, model: Any, datamodule: A
         trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)
         model.on_load_checkpoint(checkpoint)
         load_weights(model, checkpoint["state_dict"])
+        advice.say_resumed(trainer, fn, checkpoint_path)
     set_up_evaluation_loaders(trainer, fn, model, datamodule, predict if fn is TrainerFn.PREDICTING else evaluate)
     loaders = trainer.loaders
     if fn is TrainerFn.PREDICTING:
