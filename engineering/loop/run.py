@@ -116,6 +116,9 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
             set_up_fit_loaders(trainer, model, datamodule, train, val)
     finally:
         trainer.pending_fit_sources = None
+    loaders = trainer.loaders
+    if loaders.val and advice.validation_step_missing(model):  # Lightning skips the validation loop, saying so
+        loaders.val, loaders.num_val_batches, loaders.num_sanity_val_batches = [], [], []
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
     if checkpoint:
         restore(trainer, checkpoint)
