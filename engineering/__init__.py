@@ -13,7 +13,8 @@ from engineering.loop.state import Progress, RunningStage, TrainerFn, TrainerSta
 from engineering.optimization.optimizers import LightningOptimizer, LRSchedulerConfig
 from engineering.profiler import PassThroughProfiler, Profiler
 from engineering.seed import seed_everything
-from engineering.strategies import SingleDeviceStrategy
+from engineering.strategies import ParallelStrategy, SingleDeviceStrategy, Strategy
+from engineering.utilities import cli_lightning_logo
 from engineering.trainer import Trainer
 from engineering.view import TrainerView
 
@@ -49,6 +50,7 @@ __all__ = [
     "MisconfigurationError",
     "ModelCheckpoint",
     "OnExceptionCheckpoint",
+    "ParallelStrategy",
     "PassThroughProfiler",
     "Preempted",
     "Profiler",
@@ -56,11 +58,13 @@ __all__ = [
     "ResumableSampler",
     "RunningStage",
     "SingleDeviceStrategy",
+    "Strategy",
     "Trainer",
     "TrainerFn",
     "TrainerState",
     "TrainerStatus",
     "TrainerView",
     "XLAStrategy",
+    "cli_lightning_logo",
     "seed_everything",
 ]

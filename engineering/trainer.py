@@ -32,7 +32,7 @@ from engineering.loop.state import (
 )
 from engineering.optimization.precision import normalize_precision
 from engineering.profiler import Profiler
-from engineering.strategies import SingleDeviceStrategy, create_strategy
+from engineering.strategies import Strategy, create_strategy
 from research import LightningDataModule, LightningModule
 
 
@@ -105,7 +105,7 @@ class Trainer:
     """
 
     def __init__(
-        self, *, accelerator: str = "auto", strategy: str | SingleDeviceStrategy = "auto",
+        self, *, accelerator: str = "auto", strategy: str | Strategy = "auto",
         devices: int | str | list[int] = "auto", num_nodes: int = 1, precision: int | str | None = None,
         logger: Logger | Iterable[Logger] | bool | None = None, callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: bool | int = False, max_epochs: int | None = None, min_epochs: int | None = None,

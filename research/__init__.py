@@ -1,7 +1,7 @@
 """Research code: LightningModules and DataModules. Imports torch, never the trainer."""
 
 from research.datamodule import LightningDataModule
-from research.hparams import AttributeDict
+from research.hparams import AttributeDict, HyperparametersMixin
 from research.module import LightningModule
 
-__all__ = ["AttributeDict", "LightningDataModule", "LightningModule"]
+__all__ = ["AttributeDict", "HyperparametersMixin", "LightningDataModule", "LightningModule"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
 from research.checkpoint_io import init_arguments, load_checkpoint
-from research.hparams import AttributeDict, collect_init_arguments
+from research.hparams import HyperparametersMixin
+from research.nested import apply_to_collection
 
 
-class LightningDataModule:
+class LightningDataModule(HyperparametersMixin):
     """The data side of an experiment: download once (``prepare_data``), build per process (``setup``),
     hand out loaders (``train_dataloader``, ...). Pass it as ``trainer.fit(model, datamodule=data)``.
 
@@ -32,7 +34,6 @@ class LightningDataModule:
 
     def __init__(self) -> None:
         self._trainer_ref: weakref.ref | None = None
-        self._hparams = AttributeDict()
         self.prepare_data_per_node: bool = True
         """``prepare_data`` runs on local rank 0 of every node; ``False``: on global rank 0 only."""
 
@@ -52,28 +53,32 @@ class LightningDataModule:
     def trainer(self, trainer: Any) -> None:
         self._trainer_ref = weakref.ref(trainer) if trainer is not None else None
 
-    def save_hyperparameters(
-        self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
-    ) -> None:
-        """Record the ``__init__`` arguments in ``self.hparams`` and the checkpoint
-        (``datamodule_hyper_parameters``), as ``LightningModule.save_hyperparameters`` does.
+    @classmethod
+    def from_datasets(
+        cls, train_dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None, predict_dataset: Any = None,
+        batch_size: int = 1, num_workers: int = 0, **datamodule_kwargs: Any,
+    ) -> LightningDataModule:
+        """A datamodule whose loaders serve the given datasets (each may be a list or dict of datasets), as in
+        Lightning: the training data shuffled (unless iterable), all with ``batch_size``, ``num_workers`` and pinned
+        memory. ``batch_size`` and ``num_workers`` also go to ``__init__`` when it takes them."""
 
-        Args:
-            *args: Names of the arguments to keep (all when none are named), or one mapping or namespace.
-            ignore: Argument names to leave out.
-            frame: The frame whose arguments to read; the caller's by default.
-            logger: Accepted for Lightning compatibility.
-        """
-        caller = frame if frame is not None else inspect.currentframe().f_back
-        try:
-            self._hparams = AttributeDict(collect_init_arguments(caller, args, ignore))
-        finally:
-            del caller
+        def loaders(datasets: Any, shuffle: bool) -> Any:
+            def loader(dataset: Dataset) -> DataLoader:
+                return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and not isinstance(dataset, IterableDataset),
+                                  num_workers=num_workers, pin_memory=True)
 
-    @property
-    def hparams(self) -> AttributeDict:
-        """The saved hyperparameters, readable as attributes."""
-        return self._hparams
+            return lambda: apply_to_collection(datasets, Dataset, loader)
+
+        parameters = inspect.signature(cls.__init__).parameters
+        takes_any = any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values())
+        shared = {name: value for name, value in (("batch_size", batch_size), ("num_workers", num_workers))
+                  if takes_any or name in parameters}
+        datamodule = cls(**datamodule_kwargs, **shared)
+        for name, datasets, shuffle in (("train", train_dataset, True), ("val", val_dataset, False),
+                                        ("test", test_dataset, False), ("predict", predict_dataset, False)):
+            if datasets is not None:
+                setattr(datamodule, f"{name}_dataloader", loaders(datasets, shuffle))
+        return datamodule
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, weights_only: bool = True, **overrides: Any) -> LightningDataModule:

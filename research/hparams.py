@@ -1,4 +1,4 @@
-"""Hyperparameters: what ``save_hyperparameters`` records, for modules and datamodules alike."""
+"""Hyperparameters: what ``save_hyperparameters`` records, for modules, datamodules and any class of yours."""
 
 from __future__ import annotations
 
@@ -24,6 +24,39 @@ class AttributeDict(dict):
         self[key] = value
 
 
+class HyperparametersMixin:
+    """``save_hyperparameters``, ``hparams`` and ``hparams_initial``: LightningModule and LightningDataModule have
+    them; mix it into any class of yours to record its ``__init__`` arguments the same way."""
+
+    def save_hyperparameters(
+        self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
+    ) -> None:
+        """Record the ``__init__`` arguments (or the named ones, or one mapping given) in ``self.hparams``.
+
+        Called in a base class's ``__init__``, it records the arguments of every ``__init__`` that called it through
+        ``super().__init__(...)`` for this object too; a subclass's value wins for a name both take."""
+        caller = frame if frame is not None else inspect.currentframe().f_back
+        try:
+            hparams = collect_init_arguments(caller, args, ignore)
+        finally:
+            del caller
+        self._log_hyperparams = logger
+        self._hparams = AttributeDict(hparams)
+        self._hparams_initial = AttributeDict(hparams)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """What ``save_hyperparameters`` recorded (and later changes to it); empty before."""
+        if getattr(self, "_hparams", None) is None:
+            self._hparams = AttributeDict()
+        return self._hparams
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """A copy of what ``save_hyperparameters`` recorded, whatever was changed in ``hparams`` since."""
+        return AttributeDict(getattr(self, "_hparams_initial", None) or {})
+
+
 def collect_init_arguments(
     frame: FrameType, selected: Sequence[Any], ignore: Sequence[str] | str | None
 ) -> dict[str, Any]:
@@ -36,7 +69,7 @@ def collect_init_arguments(
     if len(selected) == 1 and hasattr(selected[0], "__dict__") and not isinstance(selected[0], str):
         return dict(vars(selected[0]))  # an argparse.Namespace
 
-    arguments = _init_arguments(frame)
+    arguments = _chained_init_arguments(frame)
     if selected:
         unknown = [name for name in selected if name not in arguments]
         if unknown:
@@ -49,14 +82,32 @@ def collect_init_arguments(
     return {name: value for name, value in arguments.items() if name not in ignored}
 
 
+def _chained_init_arguments(frame: FrameType) -> dict[str, Any]:
+    """The arguments of ``frame``'s function, merged with those of each ``__init__`` up the stack that called it
+    with ``super().__init__`` for the same object; as in Lightning, the outermost (the subclass's) wins."""
+    merged = _init_arguments(frame)
+    owner = _self_of(frame)
+    caller = frame.f_back
+    while (
+        owner is not None and caller is not None and caller.f_code.co_name == "__init__"
+        and "__class__" in caller.f_locals and _self_of(caller) is owner
+    ):
+        merged.update(_init_arguments(caller))
+        caller = caller.f_back
+    return merged
+
+
+def _self_of(frame: FrameType) -> Any:
+    code = frame.f_code
+    return frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+
+
 def _init_arguments(frame: FrameType) -> dict[str, Any]:
+    """Named and keyword arguments; ``*args`` have no names to record, so Lightning drops them, and so do we."""
     info = inspect.getargvalues(frame)
     arguments: dict[str, Any] = {}
-    for name in info.args:
-        if name not in ("self", "__class__"):
-            arguments[name] = info.locals[name]
-    if info.varargs and info.locals.get(info.varargs):
-        arguments[info.varargs] = info.locals[info.varargs]
+    for name in info.args[1:]:  # the first is self
+        arguments[name] = info.locals[name]
     if info.keywords:
         arguments.update(info.locals.get(info.keywords, {}))
     return arguments

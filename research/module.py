@@ -7,7 +7,6 @@ call) until a subclass overrides it.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
@@ -17,13 +16,15 @@ import torch
 from torch import nn
 
 from research.checkpoint_io import init_arguments, load_checkpoint, load_weights
-from research.hparams import AttributeDict, collect_init_arguments
+from research.export import ExportMixin, scripting
 from research.hooks import ModuleHooks
+from research.hparams import HyperparametersMixin
+from research.metrics import is_metric_collection, metric_collection_items
 from research.nested import apply_to_collection
 from research.step_hooks import StepHooks
 
 
-class LightningModule(StepHooks, ModuleHooks, nn.Module):
+class LightningModule(ExportMixin, HyperparametersMixin, StepHooks, ModuleHooks, nn.Module):
     """A ``torch.nn.Module`` that also says how it is trained: subclass it, define ``training_step`` and
     ``configure_optimizers``, and hand it to a ``Trainer``.
 
@@ -54,8 +55,6 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer_ref: weakref.ref | None = None
-        self._hparams = AttributeDict()
-        self._hparams_initial = AttributeDict()
         self.automatic_optimization: bool = True
         """``False`` for manual optimization: ``training_step`` calls ``self.optimizers()``,
         ``self.manual_backward(loss)`` and ``optimizer.step()`` itself."""
@@ -75,7 +74,7 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
     def trainer(self) -> Any:
         """The Trainer running this module; a weak reference, so a module never keeps it alive."""
         trainer = self._trainer_ref() if self._trainer_ref is not None else None
-        if trainer is None:
+        if trainer is None and not scripting():
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer. "
                 "Pass it to Trainer.fit/validate/test/predict first."
@@ -131,6 +130,11 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
         return torch.device("cpu")
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether the module's parameters are on a CUDA device."""
+        return self.device.type == "cuda"
+
+    @property
     def dtype(self) -> torch.dtype:
         """The parameters' dtype; torch's default dtype for a module without parameters."""
         for tensor in self.parameters():
@@ -144,39 +148,8 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
         return state
 
     # ----------------------------------------------------------------------------------------
-    # Hyperparameters
+    # Hyperparameters: save_hyperparameters, hparams and hparams_initial come from HyperparametersMixin
     # ----------------------------------------------------------------------------------------
-    def save_hyperparameters(
-        self, *args: Any, ignore: Sequence[str] | str | None = None, frame: Any = None, logger: bool = True
-    ) -> None:
-        """Record the ``__init__`` arguments in ``self.hparams``, the checkpoint and the loggers.
-
-        Call it in ``__init__``; ``load_from_checkpoint`` then rebuilds the module from them.
-
-        Args:
-            *args: Names of the arguments to keep (all of them when none are named), or one mapping or
-                namespace to store instead.
-            ignore: Argument names to leave out, e.g. a network passed in whole.
-            frame: The frame whose arguments to read, for a call from a helper; the caller's by default.
-            logger: Send the hyperparameters to the loggers when a run starts.
-
-        Raises:
-            ValueError: A named argument is not an argument of ``__init__``.
-        """
-        caller = frame if frame is not None else inspect.currentframe().f_back
-        try:
-            hparams = collect_init_arguments(caller, args, ignore)
-        finally:
-            del caller
-        self._log_hyperparams = logger
-        self._hparams = AttributeDict(hparams)
-        self._hparams_initial = AttributeDict(hparams)
-
-    @property
-    def hparams(self) -> AttributeDict:
-        """The saved hyperparameters; ``self.hparams.lr`` and ``self.hparams["lr"]`` both work."""
-        return self._hparams
-
     @classmethod
     def load_from_checkpoint(
         cls, checkpoint_path: Any, map_location: Any = None, strict: bool = True, weights_only: bool = True,
@@ -210,11 +183,6 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
         first = next((value for value in checkpoint["state_dict"].values() if isinstance(value, torch.Tensor)), None)
         return model.to(first.device) if first is not None else model
 
-    @property
-    def hparams_initial(self) -> AttributeDict:
-        """A copy of the hyperparameters as ``save_hyperparameters`` recorded them, before any change."""
-        return AttributeDict(self._hparams_initial)
-
     # ----------------------------------------------------------------------------------------
     # Logging: values go to the Trainer's result store; it decides when they become floats
     # ----------------------------------------------------------------------------------------
@@ -235,7 +203,8 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
         metric_attribute: str | None = None,
         rank_zero_only: bool = False,
     ) -> None:
-        """Log a scalar for the loggers, the progress bar and callbacks (``trainer.callback_metrics``).
+        """Log a scalar or a torchmetrics ``Metric`` for the loggers, the progress bar and callbacks
+        (``trainer.callback_metrics``).
 
         Defaults follow the hook: per step in ``training_step`` and its batch hooks, per epoch (the mean,
         weighted by batch size) in evaluation and in epoch hooks. Values stay tensors on their device
@@ -244,7 +213,7 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
 
         Args:
             name: The key; ``validation_step`` values of several dataloaders get ``/dataloader_idx_N``.
-            value: A number or a one-element tensor.
+            value: A number, a one-element tensor, or a torchmetrics ``Metric`` (forward value / ``compute()``).
             prog_bar: Show it on the progress bar.
             logger: Send it to the loggers (default ``True``).
             on_step: Keep the value of each step; with ``on_epoch`` too, the keys become
@@ -256,7 +225,7 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
             sync_dist_group: Accepted for Lightning compatibility; the reduction spans all processes.
             add_dataloader_idx: Add ``/dataloader_idx_N`` with several evaluation dataloaders.
             batch_size: The weight of this value in the epoch mean; inferred from the batch otherwise.
-            metric_attribute: Accepted for Lightning compatibility (torchmetrics objects are not taken).
+            metric_attribute: Where a logged ``Metric`` is on the module, when it is not one of its attributes.
             rank_zero_only: Accepted for Lightning compatibility.
 
         Raises:
@@ -275,12 +244,14 @@ class LightningModule(StepHooks, ModuleHooks, nn.Module):
             return
         trainer.results.log(
             name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist,
-            add_dataloader_idx, batch_size, rank_zero_only,
+            add_dataloader_idx, batch_size, rank_zero_only, metric_attribute, self,
         )
 
-    def log_dict(self, dictionary: Mapping[str, Any], **options: Any) -> None:
-        """``self.log`` each item of ``dictionary``, with the same ``options`` (``prog_bar``, ``on_epoch``, ...)."""
-        for name, value in dictionary.items():
+    def log_dict(self, dictionary: Mapping[str, Any] | Any, **options: Any) -> None:
+        """``self.log`` each item of ``dictionary`` (or each metric of a torchmetrics ``MetricCollection``), with
+        the same ``options`` (``prog_bar``, ``on_epoch``, ...)."""
+        items = metric_collection_items(dictionary) if is_metric_collection(dictionary) else dictionary.items()
+        for name, value in items:
             self.log(name, value, **options)
 
     def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:

@@ -15,8 +15,8 @@ from auxiliary.ranks import rank_zero_only
 class CSVLogger(VersionedDirectoryLogger):
     """Writes ``save_dir/name/version_N/metrics.csv``, one row per ``log_metrics`` call, flushed at once.
 
-    Rows are appended; when a new key appears the file is rewritten under the wider header, so it
-    always reads back with the csv module or pandas. Hyperparameters go to ``hparams.yaml`` beside it.
+    Rows are appended; when a new key appears the file is rewritten under the wider header, its columns in
+    sorted order as Lightning writes them, so it always reads back with the csv module or pandas. Hyperparameters go to ``hparams.yaml`` beside it.
     Only global rank 0 writes.
 
     Args:
@@ -54,7 +54,7 @@ class CSVLogger(VersionedDirectoryLogger):
             self._write([row], mode="a")
             return
         earlier_rows = self._read_rows() if self._columns else []
-        self._columns += new_columns
+        self._columns = sorted(self._columns + new_columns)
         self._write(earlier_rows + [row], mode="w")
 
     @rank_zero_only

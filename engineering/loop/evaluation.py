@@ -9,11 +9,13 @@ from typing import Any
 import torch
 
 from engineering import events
+from engineering.bus.callback import overrides
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
 from engineering.loop.state import RunningStage
+from research import LightningModule
 
 _STAGE_EVENTS = {
     prefix: {name: getattr(events, f"on_{prefix}_{name}")
@@ -63,8 +65,10 @@ def run_evaluation(
 
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
-        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end
-        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end
+        for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end;
+                                    on_step values to loggers
+        epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end; torchmetrics objects reset
+        on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
     """
     module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
@@ -76,6 +80,7 @@ def run_evaluation(
     several = len(loaders) > 1
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
+    modes = {name: submodule.training for name, submodule in module.named_modules()}
     getattr(module, f"on_{prefix}_model_eval")()
     trainer.state.stage = stage
     results.stage = store
@@ -95,13 +100,29 @@ def run_evaluation(
                 outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
                 hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
                       dataloader_idx=dataloader_idx)
+                if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
+                    log_step = results.next_evaluation_step(dataloader_idx)
+                    flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
     results.dataloader_idx = None
     results.end_epoch(store)
     hooks(stage_events["epoch_end"])
     flush_logged_metrics(trainer, "epoch")
     hooks(stage_events["end"])
-    getattr(module, f"on_{prefix}_model_train")()
+    results.reset_metric_objects(store)
+    _leave_eval_mode(module, prefix, modes)
     return _metrics_per_dataloader(results, store, len(loaders))
+
+
+def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
+    """An overridden ``on_{prefix}_model_train`` decides; otherwise every submodule gets back the mode it had
+    before evaluation (a frozen backbone stays in eval mode), as in Lightning."""
+    hook = f"on_{prefix}_model_train"
+    if overrides(type(module), LightningModule, hook):
+        getattr(module, hook)()
+        return
+    for name, submodule in module.named_modules():
+        if name in modes:
+            submodule.training = modes[name]  # this module alone: train(mode) would also set its children
 
 
 def _metrics_per_dataloader(results: Any, store: RunningStage, count: int) -> list[dict[str, float]]:

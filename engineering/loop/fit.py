@@ -25,6 +25,7 @@ from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
 from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit, step_function, takes_batch_idx
+from engineering.loop import advice
 from engineering.loop.results import flush_logged_metrics
 from engineering.loop.state import RunningStage
 from engineering.optimization.optimizers import batch_end_outputs, calls_closure_once, loss_from, step_schedulers
@@ -38,6 +39,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
 
         on_fit_start
         sanity check: validation over num_sanity_val_steps batches; its metrics are dropped (not when resuming)
+        Lightning's warnings (max_epochs unset, log_every_n_steps > batches, modules in eval mode)
         on_train_start
         while epochs remain:
             on_train_epoch_start
@@ -55,8 +57,10 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
                 the batch is complete: write the checkpoints ModelCheckpoint asked for during it
                 preempted (SIGTERM)? save, exit
                 stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
-            epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers
+            epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers;
+            torchmetrics objects reset
             epoch += 1; the epoch is complete: write requested checkpoints; preempted? save, exit
+        print why fit stopped ("`Trainer.fit` stopped: `max_epochs=3` reached.")
         on_train_end
         on_fit_end
 
@@ -71,7 +75,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
     hooks(events.on_fit_start)
     if schedule.sanity_check_due(trainer):
         run_sanity_check(trainer)
-    module.train()
+    advice.warn_about_fit(trainer, module)  # modes are left as the user set them, as in Lightning
     hooks(events.on_train_start)
     started = time.monotonic()
     rng_states, epoch_rng_states = resumed_rng
@@ -86,6 +90,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
         ran_last_batch = run_training_epoch(trainer, started, rng_states, epoch_rng_states)
         rng_states = epoch_rng_states = None
         _end_training_epoch(trainer, ran_last_batch)
+    advice.say_why_fit_stopped(trainer)
     hooks(events.on_train_end)
     hooks(events.on_fit_end)
 
@@ -99,6 +104,7 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
         step_schedulers(trainer, "epoch", progress.epoch, plateau=True)
     results.take_unlogged("step")  # step values not flushed by now are never logged (Lightning)
     flush_logged_metrics(trainer, "epoch", step=progress.batches_that_stepped - 1)
+    results.reset_metric_objects(RunningStage.TRAINING)
     progress.epoch += 1
     progress.batch_idx = 0
     write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)
@@ -290,6 +296,8 @@ class TrainingStep:
                 self.backward(scaled)
             if events.on_after_backward in heard:
                 hooks(events.on_after_backward)
+        else:
+            advice.training_step_returned_none()
         return outputs, loss
 
     def before_step(self, backward_ran: bool) -> None:

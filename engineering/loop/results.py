@@ -14,6 +14,8 @@ import torch
 from engineering import events
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import RunningStage
+from engineering.loop.metric_objects import LoggedMetricObject, MetricAttributes
+from research.metrics import is_metric, is_metric_collection
 from research.nested import collection_values
 
 # Logging defaults per hook, as in Lightning: hook → (on_step, on_epoch, whether on_step is allowed).
@@ -55,9 +57,15 @@ class _Metric:
     prog_bar: bool
     logger: bool
     sync_dist: bool
+    name: str = ""
+    suffix: str = ""  # "/dataloader_idx_N" with several evaluation dataloaders; training logs none
     pending: list[tuple[torch.Tensor, int]] = field(default_factory=list)
     total: torch.Tensor | None = None
     weight: int = 0
+
+    @property
+    def epoch_key(self) -> str:
+        return f"{self.name}_epoch{self.suffix}" if self.on_step else self.name + self.suffix
 
     def update(self, value: torch.Tensor, batch_size: int) -> None:
         self.pending.append((value, batch_size))
@@ -107,6 +115,8 @@ class Results:
         self.logged_metrics: dict[str, torch.Tensor] = {}
         self._progress_bar: dict[str, Any] = {}
         self._unlogged: dict[str, dict[str, torch.Tensor]] = {"step": {}, "epoch": {}}
+        self._metric_attributes = MetricAttributes()
+        self._evaluation_steps: dict[int, int] = {}
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(
@@ -123,50 +133,52 @@ class Results:
         add_dataloader_idx: bool = True,
         batch_size: int | None = None,
         rank_zero_only: bool = False,
+        metric_attribute: str | None = None,
+        module: Any = None,
     ) -> None:
+        """Store ``value`` (a number, a one-element tensor or a torchmetrics ``Metric``) for the current hook."""
         hook = self.hook
-        defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
-        if defaults is None:
-            raise MisconfigurationError(
-                f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
-                "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
-            )
-        default_on_step, default_on_epoch, step_allowed = defaults
-        on_step = default_on_step if on_step is None else on_step
-        on_epoch = default_on_epoch if on_epoch is None else on_epoch
-        if on_step and not step_allowed:
-            raise MisconfigurationError(
-                f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
-                "Use on_step=False (the default there)."
-            )
-        if not on_step and not on_epoch:
-            raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")
-        tensor = _as_scalar(name, value, enable_graph)
-        if self.dataloader_idx is not None and add_dataloader_idx:
-            name = f"{name}/dataloader_idx_{self.dataloader_idx}"
+        on_step, on_epoch, step_allowed = _levels(name, hook, on_step, on_epoch)
+        metric_object = is_metric(value)
+        if metric_object and metric_attribute is None and module is not None:
+            self._metric_attributes.require(module, value, name)
+        tensor = None if metric_object else _as_scalar(name, value, enable_graph)
+        # As in Lightning, the suffix follows the fork: "loss_epoch/dataloader_idx_1".
+        suffix = f"/dataloader_idx_{self.dataloader_idx}" if self.dataloader_idx is not None and add_dataloader_idx else ""
         logger = True if logger is None else logger
 
-        if on_step:
-            step_key = f"{name}_step" if on_epoch else name
-            if sync_dist:
-                tensor = self._reduce(tensor, reduce_fx)
+        metrics = self._epoch_metrics.setdefault(self.stage, {})
+        if metric_object:
+            entry = metrics[name + suffix] = LoggedMetricObject(value, on_step, on_epoch, prog_bar, logger, name, suffix)
+            tensor = entry.step_value() if on_step else None
+        elif sync_dist and on_step:
+            tensor = self._reduce(tensor, reduce_fx)
+        if on_step and tensor is not None:
+            self._store_step_value(name, suffix, tensor, on_epoch, prog_bar, logger)
+        if on_epoch:
+            if not metric_object:
+                entry = metrics.get(name + suffix)
+                if entry is None:
+                    entry = metrics[name + suffix] = _Metric(
+                        _reduction(name, reduce_fx), on_step, on_epoch, prog_bar, logger, sync_dist, name, suffix
+                    )
+                entry.update(tensor, self._batch_size(batch_size))
+            if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
+                self._publish_epoch_value(entry)
+
+    def _store_step_value(
+        self, name: str, suffix: str, tensor: torch.Tensor, on_epoch: bool, prog_bar: bool, logger: bool
+    ) -> None:
+        step_key = f"{name}_step{suffix}" if on_epoch else name + suffix
+        # Lightning: a validation or test step value goes to the loggers and the bar, never to callback_metrics.
+        if self.stage is RunningStage.TRAINING:
             self.callback_metrics[step_key] = tensor
             if on_epoch:
-                self.callback_metrics[name] = tensor
-            if prog_bar:
-                self._progress_bar[step_key] = tensor
-            if logger:
-                self._unlogged["step"][step_key] = tensor
-        if on_epoch:
-            metrics = self._epoch_metrics.setdefault(self.stage, {})
-            metric = metrics.get(name)
-            if metric is None:
-                metric = metrics[name] = _Metric(
-                    _reduction(name, reduce_fx), on_step, on_epoch, prog_bar, logger, sync_dist
-                )
-            metric.update(tensor, self._batch_size(batch_size))
-            if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
-                self._publish_epoch_value(name, metric)
+                self.callback_metrics[name + suffix] = tensor
+        if prog_bar:
+            self._progress_bar[step_key] = tensor
+        if logger:
+            self._unlogged["step"][step_key] = tensor
 
     # -- called by the loops ------------------------------------------------------------------
     def start_epoch(self, stage: RunningStage) -> None:
@@ -175,26 +187,42 @@ class Results:
 
     def end_epoch(self, stage: RunningStage) -> None:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
-        for name, metric in self._epoch_metrics.get(stage, {}).items():
-            self._publish_epoch_value(name, metric)
+        for metric in self._epoch_metrics.get(stage, {}).values():
+            if metric.on_epoch:
+                self._publish_epoch_value(metric)
+
+    def reset_metric_objects(self, stage: RunningStage) -> None:
+        """``reset()`` every torchmetrics ``Metric`` that ``stage`` logged, once its epoch is over (Lightning)."""
+        for metric in self._epoch_metrics.get(stage, {}).values():
+            if isinstance(metric, LoggedMetricObject):
+                metric.reset()
 
     def state_dict(self) -> dict[str, Any]:
         """The training epoch's running aggregates, so a run resumed mid-epoch reduces over the whole epoch."""
         state = {}
         for name, metric in self._epoch_metrics.get(RunningStage.TRAINING, {}).items():
+            if isinstance(metric, LoggedMetricObject):
+                continue  # its state is the metric's, kept with the module's as torchmetrics decides
             metric.compute()  # folds what is pending into total and weight
             state[name] = {field: getattr(metric, field) for field in _METRIC_STATE}
         return {RunningStage.TRAINING.value: state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._epoch_metrics[RunningStage.TRAINING] = {
-            name: _Metric(**values) for name, values in state.get(RunningStage.TRAINING.value, {}).items()
+            name: _Metric(**{"name": name, **values}) for name, values in state.get(RunningStage.TRAINING.value, {}).items()
         }
 
     def epoch_keys(self, stage: RunningStage) -> list[str]:
         """The callback_metrics keys holding ``stage``'s epoch values."""
         metrics = self._epoch_metrics.get(stage, {})
-        return [f"{name}_epoch" if metric.on_step else name for name, metric in metrics.items()]
+        return [metric.epoch_key for metric in metrics.values() if metric.on_epoch]
+
+    def next_evaluation_step(self, dataloader_idx: int) -> int:
+        """The step an evaluation batch's on_step values are logged at: as in Lightning, the batches of that
+        dataloader counted over the whole run (validation inside fit goes on counting from pass to pass)."""
+        step = self._evaluation_steps.get(dataloader_idx, 0)
+        self._evaluation_steps[dataloader_idx] = step + 1
+        return step
 
     def take_unlogged(self, kind: str) -> dict[str, torch.Tensor]:
         """The ``kind`` ("step" or "epoch") values logged since the last flush; the caller sends them on."""
@@ -214,13 +242,13 @@ class Results:
         return metrics_to_floats(self._progress_bar)  # the bar reads every value at once: one host sync
 
     # -- internals ----------------------------------------------------------------------------
-    def _publish_epoch_value(self, name: str, metric: _Metric) -> None:
+    def _publish_epoch_value(self, metric: _Metric | LoggedMetricObject) -> None:
         value = metric.compute()
         if metric.sync_dist:
             value = self._reduce(value, metric.reduce)
-        epoch_key = f"{name}_epoch" if metric.on_step else name
+        epoch_key = metric.epoch_key
         self.callback_metrics[epoch_key] = value
-        self.callback_metrics[name] = value
+        self.callback_metrics[metric.name + metric.suffix] = value
         if metric.prog_bar:
             self._progress_bar[epoch_key] = value
         if metric.logger:
@@ -243,6 +271,27 @@ class Results:
         return size
 
 
+def _levels(name: str, hook: str | None, on_step: bool | None, on_epoch: bool | None) -> tuple[bool, bool, bool]:
+    """``on_step`` and ``on_epoch`` with the hook's defaults filled in, and whether the hook may log per step."""
+    defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
+    if defaults is None:
+        raise MisconfigurationError(
+            f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
+            "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
+        )
+    default_on_step, default_on_epoch, step_allowed = defaults
+    on_step = default_on_step if on_step is None else on_step
+    on_epoch = default_on_epoch if on_epoch is None else on_epoch
+    if on_step and not step_allowed:
+        raise MisconfigurationError(
+            f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
+            "Use on_step=False (the default there)."
+        )
+    if not on_step and not on_epoch:
+        raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")
+    return on_step, on_epoch, step_allowed
+
+
 def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -255,6 +304,10 @@ def _as_scalar(name: str, value: Any, enable_graph: bool) -> torch.Tensor:
         return value if enable_graph else value.detach()
     if isinstance(value, (int, float, bool)):
         return torch.tensor(float(value))
+    if is_metric_collection(value):
+        raise MisconfigurationError(
+            f"self.log({name!r}) got a torchmetrics MetricCollection; log it with self.log_dict(collection)."
+        )
     raise MisconfigurationError(
         f"self.log({name!r}) needs a number or a one-element tensor, got {type(value).__name__}. "
         "Use self.log_dict for several values."
@@ -294,14 +347,16 @@ def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(keys, floats))
 
 
-def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None) -> None:
-    """Send the ``kind`` ("step" or "epoch") values logged since the last flush to the loggers, as floats."""
+def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None, with_epoch: bool = True) -> None:
+    """Send the ``kind`` ("step" or "epoch") values logged since the last flush to the loggers, as floats,
+    with the current ``epoch`` added unless ``with_epoch`` is False."""
     unlogged = trainer.results.take_unlogged(kind)
     if not unlogged or trainer.sanity_checking:
         return
     trainer.results.logged_metrics.update(unlogged)
     if events.log_metrics.receivers and trainer.is_global_zero:
         metrics = metrics_to_floats(unlogged)  # the one host sync of a flush
-        metrics.setdefault("epoch", trainer.progress.epoch)
+        if with_epoch:
+            metrics.setdefault("epoch", trainer.progress.epoch)
         step = trainer.progress.batches_that_stepped if step is None else step
         trainer.emit(events.log_metrics, metrics=metrics, step=step)

@@ -27,7 +27,7 @@ from engineering.bus.subscribers import add_module_callbacks
 from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
-from engineering.loop import evaluation, fit
+from engineering.loop import advice, evaluation, fit
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
@@ -42,6 +42,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         raise TypeError(f"Trainer.{fn.value} needs a LightningModule, got {type(model).__name__}.")
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
+    advice.require_evaluation_step(fn, model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
@@ -115,18 +116,50 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
             set_up_fit_loaders(trainer, model, datamodule, train, val)
     finally:
         trainer.pending_fit_sources = None
+    loaders = trainer.loaders
+    if loaders.val and advice.validation_step_missing(model):  # Lightning skips the validation loop, saying so
+        loaders.val, loaders.num_val_batches, loaders.num_sanity_val_batches = [], [], []
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
     if checkpoint:
         restore(trainer, checkpoint)
+        advice.say_resumed(trainer, TrainerFn.FITTING, checkpoint_path)
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
         trainer.progress.sampler_seed = distributed_sampler_seed()
     if trainer.is_global_zero:
-        if getattr(model, "_log_hyperparams", False) and model.hparams:
-            trainer.emit(events.log_hyperparams, params=dict(model.hparams))
+        hyperparameters = hyperparameters_to_log(model, datamodule)
+        if hyperparameters is not None:  # as in Lightning, an empty record too: loggers write an empty hparams.yaml
+            trainer.emit(events.log_hyperparams, params=hyperparameters)
         for logger in trainer.loggers:
             logger.log_graph(model)
     trainer.state.stage = trainer.results.stage = RunningStage.TRAINING
     return checkpoint.get("rng_states"), checkpoint.get("epoch_rng_states")
+
+
+def hyperparameters_to_log(model: Any, datamodule: Any) -> dict[str, Any] | None:
+    """What the module's and the datamodule's ``save_hyperparameters`` recorded (unless called with
+    ``logger=False``), merged as Lightning logs them; a name both record with different values is an error."""
+    from_model = dict(model.hparams_initial) if getattr(model, "_log_hyperparams", False) else None
+    from_data = None
+    if datamodule is not None and getattr(datamodule, "_log_hyperparams", False):
+        from_data = dict(datamodule.hparams_initial)
+    if from_model is None or from_data is None:
+        return from_model if from_model is not None else from_data
+    clashing = sorted(key for key in from_model.keys() & from_data.keys() if not _same(from_model[key], from_data[key]))
+    if clashing:
+        raise RuntimeError(
+            f"Error while merging hparams: the keys {clashing} are present in both the LightningModule's and "
+            "LightningDataModule's hparams but have different values. Rename one of them, or pass it in "
+            "save_hyperparameters(ignore=[...]) on one side."
+        )
+    return {**from_model, **from_data}
+
+
+def _same(first: Any, second: Any) -> bool:
+    if type(first) is not type(second):
+        return False
+    if isinstance(first, torch.Tensor):
+        return first is second
+    return bool(first == second)
 
 
 def _run_evaluation_stage(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, checkpoint_path: Path | None,
@@ -136,6 +169,7 @@ def _run_evaluation_stage(trainer: Any, fn: TrainerFn, model: Any, datamodule: A
         trainer.emit(events.on_load_checkpoint, checkpoint=checkpoint)
         model.on_load_checkpoint(checkpoint)
         load_weights(model, checkpoint["state_dict"])
+        advice.say_resumed(trainer, fn, checkpoint_path)
     set_up_evaluation_loaders(trainer, fn, model, datamodule, predict if fn is TrainerFn.PREDICTING else evaluate)
     loaders = trainer.loaders
     if fn is TrainerFn.PREDICTING:

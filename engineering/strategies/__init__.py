@@ -8,7 +8,8 @@ from engineering.accelerators import torch_device
 from engineering.errors import MisconfigurationError
 from engineering.optimization.precision import create_precision
 from engineering.strategies.environment import ClusterEnvironment, detect
-from engineering.strategies.single import SingleDeviceStrategy
+from engineering.strategies.parallel import ParallelStrategy
+from engineering.strategies.single import SingleDeviceStrategy, Strategy
 
 STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "xla")
 
@@ -16,7 +17,7 @@ STRATEGIES = ("auto", "single_device", "ddp", "ddp_spawn", "ddp_find_unused_para
 def create_strategy(
     strategy: Any, accelerator: str, device_indices: list[int], num_nodes: int, precision: str,
     sync_batchnorm: bool = False,
-) -> SingleDeviceStrategy:
+) -> Strategy:
     """The strategy for the Trainer's ``strategy``, ``accelerator``, ``devices`` and ``num_nodes`` flags.
 
     ``strategy`` is a name or a strategy object; either way it leaves here placed on its device.
@@ -53,10 +54,10 @@ def create_strategy(
                 find_unused_parameters=strategy == "ddp_find_unused_parameters_true",
                 start_method="spawn" if strategy == "ddp_spawn" else "popen",
             )
-    elif not isinstance(strategy, SingleDeviceStrategy):
+    elif not isinstance(strategy, Strategy):
         raise MisconfigurationError(
             f"strategy={type(strategy).__name__} is not a strategy; pass a name from {list(STRATEGIES)} or a "
-            "SingleDeviceStrategy/DDPStrategy object."
+            "Strategy object (SingleDeviceStrategy, DDPStrategy, ...)."
         )
 
     if strategy.distributed:
@@ -70,4 +71,4 @@ def create_strategy(
     return strategy
 
 
-__all__ = ["STRATEGIES", "ClusterEnvironment", "SingleDeviceStrategy", "create_strategy"]
+__all__ = ["STRATEGIES", "ClusterEnvironment", "ParallelStrategy", "SingleDeviceStrategy", "Strategy", "create_strategy"]

@@ -24,9 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engineering.optimization.precision import Precision
-from engineering.strategies.environment import ClusterEnvironment
-from engineering.strategies.single import SingleDeviceStrategy
+from engineering.strategies.parallel import ParallelStrategy
 
 _REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
 _HEARTBEAT_SECONDS = 1.0
@@ -48,11 +46,10 @@ class _StepDispatcher(nn.Module):
         return self.module.training_step(*args, **kwargs)
 
 
-class DDPStrategy(SingleDeviceStrategy):
+class DDPStrategy(ParallelStrategy):
     """One process per device; ``training_step`` runs through DistributedDataParallel."""
 
     name = "ddp"
-    distributed = True
 
     def __init__(
         self,
@@ -68,21 +65,11 @@ class DDPStrategy(SingleDeviceStrategy):
         self.start_method = start_method
         self.timeout = timeout
         self.process_group_backend = process_group_backend
-        self.sync_batchnorm = False
-        self.environment: ClusterEnvironment | None = None
-        self.device_indices: list[int] = [0]
-        self.devices_per_node = 1
         self.model: DistributedDataParallel | None = None
         self._children: list[subprocess.Popen] = []
         self._store: dist.TCPStore | None = None
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
-
-    def connect(self, device: torch.device, precision: Precision, *, environment: ClusterEnvironment,
-                device_indices: list[int], sync_batchnorm: bool = False) -> None:  # type: ignore[override]
-        super().connect(device, precision)
-        self.environment, self.device_indices, self.sync_batchnorm = environment, device_indices, sync_batchnorm
-        self.devices_per_node = len(device_indices)
 
     @property
     def spawns_processes(self) -> bool:
@@ -114,22 +101,6 @@ class DDPStrategy(SingleDeviceStrategy):
     @property
     def backend(self) -> str:
         return self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
-
-    @property
-    def world_size(self) -> int:  # type: ignore[override]
-        return self.environment.world_size
-
-    @property
-    def global_rank(self) -> int:  # type: ignore[override]
-        return self.environment.global_rank
-
-    @property
-    def local_rank(self) -> int:  # type: ignore[override]
-        return self.environment.local_rank
-
-    @property
-    def node_rank(self) -> int:  # type: ignore[override]
-        return self.environment.node_rank
 
     # -- processes and the process group -------------------------------------------------------
     def setup_environment(self) -> None:
@@ -248,10 +219,6 @@ class DDPStrategy(SingleDeviceStrategy):
         with self._collective(f"all_reduce({reduce_op})"):
             dist.all_reduce(reduced, op=_REDUCE_OPS[reduce_op])
         return reduced / self.world_size if reduce_op == "mean" else reduced
-
-    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
-        votes = self.reduce(torch.tensor(int(decision), device=self.root_device), "sum")
-        return bool(votes == self.world_size) if all else bool(votes > 0)
 
     @contextlib.contextmanager
     def _collective(self, what: str) -> Iterator[None]:

@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import fully_shard
 
 from engineering.strategies.ddp import DDPStrategy, _StepDispatcher
-from engineering.strategies.single import SingleDeviceStrategy
+from engineering.strategies.single import Strategy
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
@@ -34,7 +34,7 @@ class FSDPStrategy(DDPStrategy):
         self.auto_wrap_policy = tuple(auto_wrap_policy)
 
     def setup_module(self, module: nn.Module) -> nn.Module:
-        module = SingleDeviceStrategy.setup_module(self, module)
+        module = Strategy.setup_module(self, module)
         if self.sync_batchnorm:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         if self.auto_wrap_policy:

@@ -1,6 +1,6 @@
-"""One process, one device: where the module lives, how backward and the optimizer step run.
-
-Distributed strategies subclass this and override placement and the collectives.
+"""``Strategy``, the base of every strategy: where the module lives, how backward and the optimizer step run,
+the collectives. As it stands it runs one process on one device, which is all ``SingleDeviceStrategy`` adds a
+name to; distributed strategies override placement and the collectives.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from engineering.optimization.precision import Precision
 from research.checkpoint_io import load_weights
 
 
-class SingleDeviceStrategy:
-    """Runs everything on ``device``; the collectives are identities."""
+class Strategy:
+    """Runs everything on ``device``; the collectives are identities. Subclass it for a strategy of your own."""
 
-    name = "single_device"
     distributed = False
     spawns_processes = False
     supports_inference_mode = True
@@ -129,6 +128,12 @@ class SingleDeviceStrategy:
     def explain_failure(self, error: BaseException) -> BaseException:
         """The error to show for ``error``; distributed strategies say which rank stopped answering."""
         return error
+
+
+class SingleDeviceStrategy(Strategy):
+    """One process on one device: ``Strategy`` as it is, under Lightning's name."""
+
+    name = "single_device"
 
 
 _NO_CONTEXT = contextlib.nullcontext()

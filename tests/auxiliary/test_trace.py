@@ -105,6 +105,7 @@ def test_a_later_run_appends_to_the_same_file(tmp_path):
 def test_the_summary_counts_events_and_lists_the_last_ones(tmp_path, capsys):
     path = tmp_path / "trace.jsonl"
     traced_fit(path)
+    capsys.readouterr()  # what fit printed ("`Trainer.fit` stopped: ...")
     assert main([str(path), "--last", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{len(read_trace(path))} events over ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 
+import torch
 import yaml
 
 from auxiliary import CSVLogger
@@ -34,11 +35,13 @@ def test_metrics_csv_holds_every_logged_value_at_its_step(tmp_path):
 
 def test_a_new_key_widens_the_header_and_keeps_earlier_rows(tmp_path):
     logger = CSVLogger(tmp_path)
-    logger.log_metrics({"a": 1.0}, step=0)
-    logger.log_metrics({"a": 2.0}, step=1)
+    logger.log_metrics({"z": 1.0}, step=0)
+    logger.log_metrics({"z": 2.0}, step=1)
     logger.log_metrics({"b": 3.0}, step=2)
-    assert read_rows(logger) == [{"step": "0", "a": "1.0", "b": ""}, {"step": "1", "a": "2.0", "b": ""},
-                                 {"step": "2", "a": "", "b": "3.0"}]
+    assert read_rows(logger) == [{"step": "0", "z": "1.0", "b": ""}, {"step": "1", "z": "2.0", "b": ""},
+                                 {"step": "2", "z": "", "b": "3.0"}]
+    # The columns are sorted, as Lightning's metrics.csv has them.
+    assert open(logger.metrics_file_path).readline().strip() == "b,step,z"
 
 
 def test_hyperparameters_go_to_hparams_yaml(tmp_path):
@@ -46,6 +49,20 @@ def test_hyperparameters_go_to_hparams_yaml(tmp_path):
     logger.log_hyperparams(argparse.Namespace(lr=0.05, layers=[1, 2], device=object))
     saved = yaml.safe_load((tmp_path / "runs" / "baseline" / "hparams.yaml").read_text())
     assert saved == {"lr": 0.05, "layers": [1, 2], "device": repr(object)}
+
+
+def test_hparams_yaml_is_written_when_save_hyperparameters_recorded_nothing(tmp_path):
+    class NoArguments(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.save_hyperparameters()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    logger = CSVLogger(tmp_path)
+    Trainer(max_epochs=1, logger=logger, default_root_dir=tmp_path, **NO_EXTRAS).fit(NoArguments(), tiny_loader())
+    assert yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()) == {}
 
 
 def test_versions_count_up(tmp_path):

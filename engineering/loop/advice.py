@@ -1,0 +1,81 @@
+"""Lightning's warnings and refusals about a run's set-up, in its words, so a user searching for one finds it.
+
+Each function is called once, where Lightning checks the same thing; warnings go out on global rank 0 only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from engineering.bus.callback import overrides
+from engineering.errors import MisconfigurationError
+from engineering.loop.state import TrainerFn
+from research import LightningModule
+
+_EVALUATION_STEPS = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING: "test_step"}
+
+
+def require_evaluation_step(fn: TrainerFn, model: Any) -> None:
+    """``trainer.validate`` / ``trainer.test`` need the step they run: refused, as Lightning does, before any hook."""
+    step = _EVALUATION_STEPS.get(fn)
+    if step is not None and not overrides(type(model), LightningModule, step):
+        raise MisconfigurationError(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
+
+
+def validation_step_missing(model: Any) -> bool:
+    """True, with Lightning's warning, when validation loaders are given but the module cannot validate."""
+    if overrides(type(model), LightningModule, "validation_step"):
+        return False
+    _warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
+    return True
+
+
+def warn_about_fit(trainer: Any, model: Any) -> None:
+    """When fit starts: an unset ``max_epochs``, a logging interval longer than the epoch, modules in eval mode."""
+    if not trainer.is_global_zero:
+        return
+    config = trainer.config
+    if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
+        _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
+              "set `max_epochs=-1`.")
+    batches = trainer.num_training_batches
+    if trainer.loggers and batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
+        _warn(f"The number of training batches ({batches}) is smaller than the logging interval "
+              f"Trainer(log_every_n_steps={trainer.log_every_n_steps}). Set a lower value for log_every_n_steps if "
+              "you want to see logs for the training epoch.")
+    in_eval_mode = [name for name, module in model.named_modules() if not module.training]
+    if in_eval_mode:
+        _warn(f"Found {len(in_eval_mode)} module(s) in eval mode at the start of training. This may lead to "
+              "unexpected behavior during training. If this is intentional, you can ignore this warning.")
+
+
+def training_step_returned_none() -> None:
+    """Lightning's warning for a batch without a loss under automatic optimization (the batch trains nothing)."""
+    _warn("`training_step` returned `None`. If this was on purpose, ignore this warning...")
+
+
+def say_why_fit_stopped(trainer: Any) -> None:
+    """Once, when fit ends normally: the limit that ended it (Lightning prints the same line)."""
+    if not trainer.is_global_zero:
+        return
+    reason = trainer.progress.stop_reason
+    if reason == "max_epochs":
+        print(f"`Trainer.fit` stopped: `max_epochs={trainer.max_epochs!r}` reached.")
+    elif reason == "max_steps":
+        print(f"`Trainer.fit` stopped: `max_steps={trainer.max_steps!r}` reached.")
+    elif reason == "max_time":
+        print(f"`Trainer.fit` stopped: `max_time={trainer.max_time!r}` seconds reached.")
+    elif reason == "should_stop":
+        print("`Trainer.fit` stopped: `trainer.should_stop` was set.")
+
+
+def say_resumed(trainer: Any, fn: TrainerFn, checkpoint_path: Any) -> None:
+    """After a checkpoint was read back, as Lightning says it."""
+    if trainer.is_global_zero:
+        what = "Restored all states" if fn is TrainerFn.FITTING else "Loaded model weights"
+        print(f"{what} from the checkpoint at {checkpoint_path}")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
