@@ -244,15 +244,12 @@ def check_gradient_clipping(value: Any, algorithm: Any) -> None:
         raise MisconfigurationError(f"gradient_clip_algorithm={algorithm!r} is not supported; use 'norm' or 'value'.")
 
 
-class FlagAttribute:
-    """A Trainer attribute that reads the flag's value as runs use it; setting it sets the flag (validated)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, trainer: Any, owner: type | None = None) -> Any:
-        return self if trainer is None else trainer.flags[self.name]
-
-    def __set__(self, trainer: Any, value: Any) -> None:
-        trainer.config = TrainerConfig(**{**vars(trainer.config), self.name: value})
-        trainer.flags = resolve(trainer.config)
+#: The flags a Trainer exposes as attributes, with the values runs use (``resolve``); setting one re-validates it.
+RUN_FLAGS = (
+    "barebones", "fast_dev_run", "default_root_dir", "enable_checkpointing", "enable_progress_bar",
+    "enable_model_summary", "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches",
+    "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval",
+    "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "accumulate_grad_batches",
+    "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "benchmark", "inference_mode", "detect_anomaly",
+    "use_distributed_sampler", "num_nodes", "sync_batchnorm",
+)

@@ -21,7 +21,7 @@ from engineering.bus import subscribers
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import build_checkpoint, save_atomically
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
-from engineering.config import FlagAttribute, TrainerConfig, check_loaders_or_datamodule, resolve, resolve_profiler
+from engineering.config import RUN_FLAGS, TrainerConfig, check_loaders_or_datamodule, resolve, resolve_profiler
 from engineering.data.loaders import set_up_fit_loaders
 from engineering.errors import MisconfigurationError
 from engineering.loggers import Logger
@@ -123,15 +123,14 @@ class Trainer:
         sync_batchnorm: bool = False, profiler: Profiler | str | bool | None = None, detect_anomaly: bool = False,
         barebones: bool = False, default_root_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.config = TrainerConfig(**{name: value for name, value in locals().items() if name != "self"})
-        self.flags = resolve(self.config)
+        self._use_config(TrainerConfig(**{name: value for name, value in locals().items() if name != "self"}))
         self.precision = normalize_precision("32-true" if precision is None else precision)
         self.accelerator = resolve_accelerator(accelerator)
         self.strategy = create_strategy(strategy, self.accelerator, resolve_devices(self.accelerator, devices),
                                         num_nodes, self.precision, sync_batchnorm=sync_batchnorm)
         self.strategy.trainer = self
         self.profiler = resolve_profiler(profiler)
-        self.callbacks, self.loggers = subscribers.assemble(self, callbacks, self.flags["logger"])
+        self.callbacks, self.loggers = subscribers.assemble(self, callbacks, resolve(self.config)["logger"])
         # The run's state: set up by the loops (loop/run.py), read through the properties below.
         self.state, self.progress, self.loaders = TrainerState(), Progress(), Loaders()
         self.results = Results(self.strategy.reduce)
@@ -143,6 +142,20 @@ class Trainer:
         self.received_signal: int | None = None      # set by the preemption handlers while fit runs
         self.shared_log_dir: str | None = None       # rank 0's log_dir, when several processes run
         self.pending_fit_sources: tuple[Any, Any, Any] | None = None  # while configure_optimizers runs
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A flag set on the Trainer (a callback scheduling accumulate_grad_batches) is validated like one given.
+        if name in RUN_FLAGS and "config" in vars(self):
+            self._use_config(TrainerConfig(**{**vars(self.config), name: value}))
+        else:
+            object.__setattr__(self, name, value)
+
+    def _use_config(self, config: TrainerConfig) -> None:
+        """Keep ``config``, and each flag's value as runs use it as a plain attribute (read every step)."""
+        resolved = resolve(config)
+        object.__setattr__(self, "config", config)
+        for flag in RUN_FLAGS:
+            object.__setattr__(self, flag, resolved[flag])
 
     # =============================================================================================
     # Entry points
@@ -361,15 +374,6 @@ class Trainer:
         return min(total, self.max_steps) if self.max_steps != -1 else total
 
 
-# Flags, read as the run uses them (fast_dev_run, overfit_batches and barebones applied): see TrainerConfig.
-for _name in ("barebones", "fast_dev_run", "default_root_dir", "enable_checkpointing", "enable_progress_bar",
-              "enable_model_summary", "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time",
-              "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-              "overfit_batches", "val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps",
-              "log_every_n_steps", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm",
-              "deterministic", "benchmark", "inference_mode", "detect_anomaly", "use_distributed_sampler",
-              "num_nodes", "sync_batchnorm"):
-    setattr(Trainer, _name, FlagAttribute(_name))
 # The run's data, as data/loaders.py sets it up.
 for _name, _field in (("train_dataloader", "train"), ("val_dataloaders", "val"), ("test_dataloaders", "test"),
                       ("predict_dataloaders", "predict"), ("num_training_batches", "num_training_batches"),

@@ -228,10 +228,13 @@ class TrainingStep:
         cls = type(module)
         self.trainer, self.module, self.hooks, self.progress = trainer, module, hooks, trainer.progress
         self.optimizer = trainer.lightning_optimizers[0]
+        self.raw_optimizer = self.optimizer.optimizer
         self.accumulate = trainer.accumulate_grad_batches
         self.precision = strategy.precision
         self.strategy = strategy
-        self.training_step = profiler.timed("training_step", strategy.training_step_callable())
+        # Under the precision's forward context (autocast); in full precision the step itself, no wrapper.
+        self.training_step = profiler.timed("training_step",
+                                            self.precision.wrap_step(strategy.training_step_callable()))
         self.with_batch_idx = takes_batch_idx(module.training_step)
         profiling = not isinstance(profiler, PassThroughProfiler)
         self.zero_grad = (profiler.timed("zero_grad", module.optimizer_zero_grad)
@@ -241,7 +244,7 @@ class TrainingStep:
         self.optimizer_step = profiler.timed("optimizer_step", module.optimizer_step)
         self.step_optimizer = profiler.timed("optimizer_step", strategy.optimizer_step)
         self.through_closure = (overrides(cls, LightningModule, "optimizer_step")
-                                or not calls_closure_once(self.optimizer.optimizer))
+                                or not calls_closure_once(self.raw_optimizer))
         self.clips = bool(trainer.gradient_clip_val) or overrides(cls, LightningModule, "configure_gradient_clipping")
         self.heard = {event for event in (events.on_before_zero_grad, events.on_before_backward,
                                           events.on_after_backward, events.on_before_optimizer_step)
@@ -260,7 +263,7 @@ class TrainingStep:
         else:
             outputs, loss = self.forward_backward(batch, batch_idx, window_start, step_args)
             self.before_step(loss is not None)
-            self.step_optimizer(self.optimizer.optimizer, None)
+            self.step_optimizer(self.raw_optimizer, None)
             self.progress.global_step += 1
         if self.has_schedulers and steps_schedulers:  # non-plateau schedulers step right after the optimizer
             step_schedulers(self.trainer, "step", batch_idx, plateau=False)
@@ -273,22 +276,23 @@ class TrainingStep:
         """training_step → zero_grad (window start) → backward; returns the step's outputs and its loss."""
         hooks, optimizer, heard = self.hooks, self.optimizer, self.heard
         self.trainer.results.hook = "training_step"
-        with self.precision.forward_context():
-            if self.with_batch_idx:
-                outputs = self.training_step(batch, batch_idx, *step_args)
-            else:
-                outputs = self.training_step(batch, *step_args)
+        if self.with_batch_idx:
+            outputs = self.training_step(batch, batch_idx, *step_args)
+        else:
+            outputs = self.training_step(batch, *step_args)
         loss = loss_from(outputs)
         if window_start:  # after training_step, as Lightning's closure does
             if events.on_before_zero_grad in heard:
-                hooks(events.on_before_zero_grad, optimizer=optimizer.optimizer)
+                hooks(events.on_before_zero_grad, optimizer=self.raw_optimizer)
             if self.zero_grad is None:
                 optimizer.zero_grad(set_to_none=True)
             else:
                 self.zero_grad(self.progress.epoch, batch_idx, optimizer)
         if loss is not None:
-            scaled = self.precision.scale_loss(loss / self.accumulate if self.accumulate > 1 else loss)
-            if events.on_before_backward in heard:  # hooks see the loss backward really gets, as in Lightning
+            scaled = loss / self.accumulate if self.accumulate > 1 else loss
+            if self.precision.scales_loss:  # fp16: hooks see the loss backward really gets, as in Lightning
+                scaled = self.precision.scale_loss(scaled)
+            if events.on_before_backward in heard:
                 hooks(events.on_before_backward, loss=scaled)
             if self.backward is None:
                 scaled.backward()
@@ -302,8 +306,8 @@ class TrainingStep:
 
     def before_step(self, backward_ran: bool) -> None:
         """Between the last backward of a window and the optimizer step: unscale, on_before_optimizer_step, clip."""
-        optimizer = self.optimizer.optimizer
-        if backward_ran:  # hooks and clipping see true gradients
+        optimizer = self.raw_optimizer
+        if backward_ran and self.precision.scales_loss:  # hooks and clipping see true gradients
             self.precision.unscale_gradients(optimizer)
         if events.on_before_optimizer_step in self.heard:
             self.hooks(events.on_before_optimizer_step, optimizer=optimizer)

@@ -139,7 +139,7 @@ class Results:
         """Store ``value`` (a number, a one-element tensor or a torchmetrics ``Metric``) for the current hook."""
         hook = self.hook
         on_step, on_epoch, step_allowed = _levels(name, hook, on_step, on_epoch)
-        metric_object = is_metric(value)
+        metric_object = not isinstance(value, (torch.Tensor, int, float)) and is_metric(value)
         if metric_object and metric_attribute is None and module is not None:
             self._metric_attributes.require(module, value, name)
         tensor = None if metric_object else _as_scalar(name, value, enable_graph)

@@ -41,6 +41,7 @@ class Precision:
     name = "32-true"
     casts_input = False  # whether convert_input changes batches
     has_forward_context = False  # whether forward_context() does anything
+    scales_loss = False  # whether scale_loss and unscale_gradients do anything
     _no_context = contextlib.nullcontext()
 
     def convert_module(self, module: nn.Module) -> nn.Module:
@@ -71,6 +72,8 @@ class Precision:
     def optimizer_step(self, optimizer: torch.optim.Optimizer, closure: Callable[[], Any] | None,
                        **kwargs: Any) -> Any:
         """Run the closure (forward, backward, clipping), if any, and the step; return the closure's loss."""
+        if closure is None:
+            return optimizer.step(**kwargs)
         if calls_closure_once(optimizer):
             # These call the closure once, first thing in step(): calling it just before is the same computation,
             # without the grad-mode switch around it (a few µs a step). Others (LBFGS, custom ones) get it.
@@ -120,6 +123,7 @@ class MixedPrecision(Precision):
         self.device_type = device_type
         self.dtype = dtype
         self.scaler = scaler
+        self.scales_loss = scaler is not None
         self._unscaled: set[int] = set()
 
     def forward_context(self) -> contextlib.AbstractContextManager:
