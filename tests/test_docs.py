@@ -107,7 +107,9 @@ def readme_example() -> str:
 def test_the_readme_example_runs_as_pasted(tmp_path):
     result = _run_block(readme_example(), tmp_path)
     assert result.returncode == 0, f"README.md's example exited with {result.returncode}:\n{result.stderr[-6000:]}"
-    assert "val_loss=" in result.stdout.splitlines()[-1]  # it trained and validated: the epoch's last progress line
+    lines = result.stdout.splitlines()
+    assert "val_loss=" in lines[-2]  # it trained and validated: the epoch's last progress line
+    assert lines[-1] == "`Trainer.fit` stopped: `max_epochs=1` reached."
     assert (tmp_path / "lightning_logs" / "version_0").is_dir()
 
 

@@ -33,20 +33,26 @@ def clock(monkeypatch) -> Clock:
 
 
 class OneSecondSteps(TinyModule):
-    def __init__(self, clock: Clock) -> None:
+    clock: Clock  # a class attribute, not an __init__ argument: it is no hyperparameter to save in checkpoints
+
+    def __init__(self) -> None:
         torch.manual_seed(0)
         super().__init__()
-        self.clock = clock
 
     def training_step(self, batch, batch_idx):
         self.clock.now += 1.0
         return super().training_step(batch, batch_idx)
 
 
+def one_second_steps(clock: Clock) -> OneSecondSteps:
+    OneSecondSteps.clock = clock
+    return OneSecondSteps()
+
+
 def test_training_stops_at_the_first_step_past_the_budget(tmp_path, clock, capsys):
     timer = Timer(duration={"seconds": 5.5})
     trainer = Trainer(max_epochs=10, callbacks=[timer], default_root_dir=tmp_path, **QUIET)
-    trainer.fit(OneSecondSteps(clock), tiny_loader())  # 4 steps per epoch
+    trainer.fit(one_second_steps(clock), tiny_loader())  # 4 steps per epoch
     assert trainer.global_step == 6  # 5 s left 0.5 s; the 6th step spent it
     assert timer.time_elapsed("train") == 6.0 and timer.time_remaining() == -0.5
     assert "Time limit reached. Elapsed time is 0:00:06" in capsys.readouterr().out
@@ -55,7 +61,7 @@ def test_training_stops_at_the_first_step_past_the_budget(tmp_path, clock, capsy
 def test_with_interval_epoch_the_epoch_in_progress_finishes(tmp_path, clock):
     trainer = Trainer(max_epochs=10, callbacks=[Timer(duration={"seconds": 5.5}, interval="epoch")],
                       default_root_dir=tmp_path, **QUIET)
-    trainer.fit(OneSecondSteps(clock), tiny_loader())
+    trainer.fit(one_second_steps(clock), tiny_loader())
     assert trainer.global_step == 8
 
 
@@ -91,7 +97,8 @@ def test_each_stage_is_timed(tmp_path, clock):
 
     timer = Timer()
     trainer = Trainer(max_epochs=1, callbacks=[timer], default_root_dir=tmp_path, **QUIET)
-    module = SlowValidation(clock)
+    SlowValidation.clock = clock
+    module = SlowValidation()
     trainer.fit(module, tiny_loader(), tiny_loader(samples=32))  # 2 validation batches; 2 more for the sanity check
     trainer.test(module, tiny_loader(samples=48), verbose=False)
     assert timer.time_elapsed("sanity_check") == 0.5  # kept apart from the validation that follows
@@ -102,7 +109,7 @@ def test_each_stage_is_timed(tmp_path, clock):
 
 def test_a_resumed_run_spends_only_what_was_left(tmp_path, clock):
     whole, resumed = resumed_equals_uninterrupted(
-        lambda: OneSecondSteps(clock), lambda: [Timer(duration={"seconds": 9.5})], tiny_loader, tmp_path,
+        lambda: one_second_steps(clock), lambda: [Timer(duration={"seconds": 9.5})], tiny_loader, tmp_path,
         step=6, max_epochs=10,
     )
     assert_same_weights(whole, resumed)
