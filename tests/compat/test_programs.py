@@ -66,11 +66,13 @@ def ported_run(request, tmp_path) -> tuple[str, dict[str, Any]]:
     return program, run(sys.executable, ported, tmp_path / "tribus", [ROOT, ported.parent])
 
 
+@pytest.mark.slow  # twelve fresh interpreters: make test-slow (and CI) runs them
 def test_a_ported_program_gives_the_numbers_lightning_gave(ported_run):
     program, outcome = ported_run
     assert_same(outcome, torch.load(HERE / "fixtures" / f"{program}.pt", weights_only=False))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(LIGHTNING_PYTHON is None, reason="needs a Python with Lightning 2.6.6 (make bench builds one)")
 def test_a_ported_program_gives_the_numbers_lightning_gives_now(ported_run, tmp_path):
     program, outcome = ported_run
