@@ -71,6 +71,9 @@ def save_atomically(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp creates the file 0600; give it the mode any new file gets (0644 under the usual umask), so that a
+        # teammate in the same group can read it.
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             writer = _HashingWriter(file)
             serialize(checkpoint, writer)
@@ -87,6 +90,13 @@ def save_atomically(
         raise CheckpointError(_write_failure_message(path, failure)) from error
     _fsync_directory(path.parent)
     _remove_stale_temporaries(path)
+
+
+def _umask() -> int:
+    """The process's umask; reading it means setting it, so it is put back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def link_atomically(target: str, link: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import os
 import random
 import re
@@ -53,6 +54,7 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
     progress = trainer.progress
     checkpoint: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
+        "tribus_version": _tribus_version(),
         # Lightning's meaning: the epoch the checkpoint was taken in. Between epochs that is the one just ended.
         "epoch": progress.epoch - 1 if progress.batch_idx == 0 and progress.epoch > 0 else progress.epoch,
         "global_step": progress.global_step,
@@ -103,6 +105,13 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
     precision, optimizers, schedulers, progress. Random states are the loop's business (``run_fit``)."""
     module = trainer.lightning_module
     datamodule = trainer.datamodule
+    written = checkpoint.get("format_version", FORMAT_VERSION)
+    if isinstance(written, int) and written > FORMAT_VERSION:
+        raise CheckpointError(
+            f"This checkpoint has format_version {written}, written by tribus "
+            f"{checkpoint.get('tribus_version', 'of a newer release')}; this tribus ({_tribus_version()}) reads "
+            f"format {FORMAT_VERSION} and older. Upgrade tribus to resume from it."
+        )
     if "optimizer_states" not in checkpoint:
         raise CheckpointError(
             "This checkpoint holds only weights (saved with weights_only=True / save_weights_only=True), so "
@@ -200,6 +209,13 @@ def restore_rng_states(states: dict[str, Any], loader: Any = None) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _tribus_version() -> str:
+    try:
+        return importlib.metadata.version("tribus")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def loader_generators(loader: Any) -> list[torch.Generator]:
     """The torch generators a DataLoader and its sampler own, each once."""
     found: list[torch.Generator] = []
@@ -261,6 +277,13 @@ def resolve_checkpoint_path(trainer: Any, ckpt_path: Any, stage: str) -> Path | 
             )
         return found
     path = Path(ckpt_path)
+    if path.is_dir():
+        found = sorted(path.glob("*.ckpt"))
+        raise MisconfigurationError(
+            f"ckpt_path={str(ckpt_path)!r} is a directory; pass one checkpoint file"
+            + (f" (it holds {', '.join(p.name for p in found[:3])}{', …' if len(found) > 3 else ''})" if found else "")
+            + ", or ckpt_path=\"last\" to resume from the newest this run's ModelCheckpoint knows."
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"ckpt_path={str(ckpt_path)!r} does not exist. Check the path, or pass ckpt_path=None to start fresh."

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from engineering import CheckpointError, ModelCheckpoint, Trainer
+from engineering import CheckpointError, MisconfigurationError, ModelCheckpoint, Trainer
 from engineering.checkpointing.checkpoint import load_checkpoint, save_atomically
 from research import LightningDataModule
 from tests.helpers import QUIET, TinyModule, lightning_python, repeating_loader, tiny_loader
@@ -346,3 +346,31 @@ def test_lightning_resumes_from_a_tribus_checkpoint_and_ends_where_tribus_does(t
     assert (lightning["global_step"], lightning["current_epoch"]) == (resumed.global_step, resumed.current_epoch) == (16, 4)
     for name, value in model.state_dict().items():
         assert torch.equal(lightning["state_dict"][name], value), name
+
+
+# -------------------------------------------------------------------------------------------------
+# Files a team shares, and files from elsewhere
+# -------------------------------------------------------------------------------------------------
+def test_a_checkpoint_gets_the_mode_the_umask_gives_new_files(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = trained_checkpoint(tmp_path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone would leave 0600: unreadable to the group
+
+
+def test_a_checkpoint_from_a_newer_format_is_refused_naming_the_version_that_wrote_it(tmp_path):
+    checkpoint = load_checkpoint(trained_checkpoint(tmp_path))
+    assert isinstance(checkpoint["tribus_version"], str)
+    save_atomically({**checkpoint, "format_version": 2, "tribus_version": "9.9.9"}, tmp_path / "newer.ckpt")
+    trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
+    with pytest.raises(CheckpointError, match=r"format_version 2, written by tribus 9\.9\.9.*Upgrade tribus"):
+        trainer.fit(TinyModule(), tiny_loader(), ckpt_path=tmp_path / "newer.ckpt")
+
+
+def test_a_directory_as_ckpt_path_says_to_pick_a_file(tmp_path):
+    path = trained_checkpoint(tmp_path)
+    trainer = Trainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
+    with pytest.raises(MisconfigurationError, match=rf"is a directory; pass one checkpoint file \(it holds {path.name}\)"):
+        trainer.fit(TinyModule(), tiny_loader(), ckpt_path=path.parent)
