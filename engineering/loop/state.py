@@ -34,10 +34,6 @@ class RunningStage(str, Enum):
         """The word in this stage's hook names: ``on_validation_start``, ``validation_step``, ..."""
         return _HOOK_PREFIX[self]
 
-    @property
-    def evaluating(self) -> bool:
-        return self in (RunningStage.SANITY_CHECKING, RunningStage.VALIDATING, RunningStage.TESTING)
-
 
 _HOOK_PREFIX = {
     RunningStage.TRAINING: "train",
