@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from engineering.bus.callback import Callback
+from engineering.checkpointing.arguments import check_arguments
+from engineering.checkpointing.writer import CheckpointWriter
 from engineering.errors import MisconfigurationError
-from research.checkpoint_io import link_atomically
 
 _TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
@@ -56,8 +57,9 @@ class ModelCheckpoint(Callback):
         every_n_epochs: int | None = None,
         save_on_train_epoch_end: bool | None = None,
         enable_version_counter: bool = True,
+        async_save: bool = False,
     ) -> None:
-        every_n_train_steps, every_n_epochs = _check_arguments(
+        every_n_train_steps, every_n_epochs = check_arguments(
             mode, save_last, save_top_k, monitor, every_n_train_steps, every_n_epochs, train_time_interval
         )
         self._every_n_train_steps = every_n_train_steps
@@ -89,6 +91,7 @@ class ModelCheckpoint(Callback):
         self._global_step_seen: int | None = None
         self._waiting_for_validation = False
         self._requests: list[tuple[str, str, str]] = []  # ("save" | "link" | "remove", path, link target)
+        self._writer = CheckpointWriter(async_save)
 
     @property
     def state_key(self) -> str:
@@ -161,27 +164,24 @@ class ModelCheckpoint(Callback):
         self._request_save(trainer, filepath)
         self._save_last_checkpoint(trainer, candidates)
         self.write_requested(trainer)
+        self._writer.wait(trainer, self)
         print(f"{type(exception).__name__}: {exception}; saved checkpoint to {filepath}")
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.save_last and not self._last_checkpoint_saved and not self._not_saving_in(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self.write_requested(trainer)
+        self._writer.wait(trainer, self)  # fit returns once the last file is on disk
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._writer.wait(trainer, self)
+        self._writer.close()
 
     # -- the loop: write -----------------------------------------------------------------------
     def write_requested(self, trainer: Any) -> None:
-        """Write the files decided since the last call, then delete the files they replace."""
+        """Write the files decided since the last call, then delete the ones they replace (see ``writer.py``)."""
         requests, self._requests = self._requests, []
-        for action, path, target in requests:
-            if action == "save":
-                trainer.save_checkpoint(path, self.save_weights_only)
-                if trainer.is_global_zero:
-                    for logger in trainer.loggers:
-                        logger.after_save_checkpoint(self)
-            elif trainer.is_global_zero and action == "link":
-                link_atomically(target, path)
-            elif trainer.is_global_zero and action == "remove":
-                Path(path).unlink(missing_ok=True)
+        self._writer.write(trainer, requests, self.save_weights_only, self)
 
     # -- where files go ------------------------------------------------------------------------
     def directory(self, trainer: Any) -> str:
@@ -274,6 +274,8 @@ class ModelCheckpoint(Callback):
         return candidates
 
     def _save_topk_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+        # Before the bookkeeping changes: loggers read it, and file names are chosen by what exists on disk.
+        self._writer.wait(trainer, self)
         if self.save_top_k == 0:
             return
         if self.monitor is None:
@@ -331,6 +333,7 @@ class ModelCheckpoint(Callback):
             self._requests.append(("remove", dropped, ""))
 
     def _save_last_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
+        self._writer.wait(trainer, self)
         if not self.save_last:
             return
         filepath = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
@@ -371,30 +374,3 @@ class ModelCheckpoint(Callback):
         if resumed_from is not None and previous_path == Path(resumed_from).absolute():
             return False
         return Path(self.dirpath).absolute() in previous_path.parents
-
-
-def _check_arguments(mode: str, save_last: Any, save_top_k: int, monitor: str | None, every_n_train_steps: int | None,
-                     every_n_epochs: int | None, train_time_interval: Any) -> tuple[int, int]:
-    """Refuse arguments that cannot work together; return (every_n_train_steps, every_n_epochs) with 0 for "never"."""
-    if mode not in ("min", "max"):
-        raise MisconfigurationError(f"ModelCheckpoint(mode={mode!r}): use 'min' or 'max'.")
-    if save_last not in (None, True, False, "link"):
-        raise MisconfigurationError(f"ModelCheckpoint(save_last={save_last!r}): use True, False or 'link'.")
-    if save_top_k < -1:
-        raise MisconfigurationError(f"ModelCheckpoint(save_top_k={save_top_k}): use -1 (all), 0 (none) or more.")
-    if monitor is None and save_top_k not in (-1, 0, 1):
-        raise MisconfigurationError(
-            f"ModelCheckpoint(save_top_k={save_top_k}) ranks checkpoints by a metric: pass monitor='val_loss' "
-            "(or another logged metric), or use save_top_k=1 to keep the latest."
-        )
-    if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
-        every_n_epochs, every_n_train_steps = 1, 0
-    steps, epochs = every_n_train_steps or 0, every_n_epochs or 0
-    if steps < 0 or epochs < 0:
-        raise MisconfigurationError("ModelCheckpoint: every_n_train_steps and every_n_epochs must be >= 0.")
-    if (steps > 0) + (epochs > 0) + (train_time_interval is not None) > 1:
-        raise MisconfigurationError(
-            f"ModelCheckpoint got every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs} "
-            f"and train_time_interval={train_time_interval}; choose one of them."
-        )
-    return steps, epochs

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--ballast-mb", type=float, default=8.0)
     parser.add_argument("--step-seconds", type=float, default=0.02)
+    parser.add_argument("--async-save", action="store_true", help="ModelCheckpoint(async_save=True)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)  # a tiny model: threads only contend, above all when runs share the machine
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         max_epochs=4, accumulate_grad_batches=2, val_check_interval=6, default_root_dir=args.root, logger=False,
         enable_progress_bar=False, enable_model_summary=False,
         callbacks=[Announce(), ModelCheckpoint(dirpath=args.root / "checkpoints", monitor="train_loss", save_top_k=2,
-                                              save_last=True, every_n_train_steps=1)],
+                                              save_last=True, every_n_train_steps=1, async_save=args.async_save)],
     )
     trainer.fit(model, DataLoader(data, batch_size=4, shuffle=True), DataLoader(data, batch_size=16),
                 ckpt_path="last")

@@ -42,9 +42,10 @@ def fork_server() -> multiprocessing.context.BaseContext:
 class ForkedRun:
     """One training process, and the lines it prints (to a file: a pipe could be left half-written by a kill)."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext, root: Path, number: int) -> None:
+    def __init__(self, context: multiprocessing.context.BaseContext, root: Path, number: int,
+                 options: list[str] = OPTIONS) -> None:
         self.log = root / f"run-{number}.log"
-        self.process = context.Process(target=run_logged, args=([str(root), *OPTIONS], str(self.log)))
+        self.process = context.Process(target=run_logged, args=([str(root), *options], str(self.log)))
         self.process.start()
 
     def lines(self) -> list[str]:
@@ -109,7 +110,8 @@ def uninterrupted(fork_server, tmp_path_factory) -> dict:
     return final_state(root)
 
 
-def kill_and_resume(context, root: Path, kills: int, chooser: random.Random, expected: dict) -> dict[str, int]:
+def kill_and_resume(context, root: Path, kills: int, chooser: random.Random, expected: dict,
+                    options: list[str] = OPTIONS) -> dict[str, int]:
     """Kill runs at random points until ``kills`` kills happened; the run after that finishes.
 
     Half the kills wait for a step to end and strike during the next one; the others strike just after a
@@ -120,7 +122,7 @@ def kill_and_resume(context, root: Path, kills: int, chooser: random.Random, exp
     seen = {"kills": 0, "mid_write": 0, "mid_epoch_resumes": 0}
     checkpoints = root / "checkpoints"
     for number in range(10 * kills):
-        run = ForkedRun(context, root, number)
+        run = ForkedRun(context, root, number, options)
         resumed = run.wait_for("RESUMED")
         if resumed is not None and int(resumed[2]) > 0:
             seen["mid_epoch_resumes"] += 1
@@ -165,6 +167,18 @@ def test_many_more_sigkills(fork_server, uninterrupted, tmp_path, seed):
 
     assert_bitwise_equal(final_state(tmp_path), uninterrupted)
     assert seen["mid_write"] >= 5 and seen["mid_epoch_resumes"] >= 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [5, 6])
+def test_many_sigkills_with_async_save(fork_server, uninterrupted, tmp_path, seed):
+    """The files are written by ModelCheckpoint's background thread: a kill still leaves only complete files, and
+    every resume is exact (the uninterrupted run saved synchronously)."""
+    seen = kill_and_resume(fork_server, tmp_path, kills=40, chooser=random.Random(seed), expected=uninterrupted,
+                           options=[*OPTIONS, "--async-save"])
+
+    assert_bitwise_equal(final_state(tmp_path), uninterrupted)
+    assert seen["mid_write"] >= 3 and seen["mid_epoch_resumes"] >= 3
 
 
 def test_sigterm_saves_after_the_step_exits_0_and_resume_is_exact(uninterrupted, tmp_path):
