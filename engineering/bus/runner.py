@@ -15,6 +15,7 @@ from typing import Any
 
 from engineering import events
 from engineering.bus.callback import Callback, callback_receiver, check_arity, overridden_hooks
+from engineering.bus.log_writer import LogWriter
 from engineering.errors import MisconfigurationError
 from engineering.events import Event
 from research import LightningModule
@@ -48,9 +49,10 @@ class HookRunner:
                     self._monitors.append(receiver)
                 else:
                     self._connections.append((event, receiver))
+        self.log_writer = LogWriter()  # loggers write on its thread, in the order the run logs
         for logger in trainer.loggers:
-            self._connections.append((events.log_metrics, _logger_receiver(logger.log_metrics)))
-            self._connections.append((events.log_hyperparams, _logger_receiver(logger.log_hyperparams)))
+            self._connections.append((events.log_metrics, self.log_writer.receiver(logger.log_metrics)))
+            self._connections.append((events.log_hyperparams, self.log_writer.receiver(logger.log_hyperparams)))
         for event, receiver in self._connections:
             event.connect(receiver, sender=trainer, weak=False)
 
@@ -89,6 +91,7 @@ class HookRunner:
 
     def disconnect(self) -> None:
         """Leave the bus as the run found it; called in the run's ``finally``."""
+        self.log_writer.close()
         for event, receiver in self._connections:
             # From every sender: blinker forgets a receiver only when disconnected from all of them.
             event.disconnect(receiver)
@@ -102,11 +105,3 @@ def _without_dataloader_idx(hook: Callable[..., Any]) -> Callable[..., Any]:
 
     call.__qualname__ = hook.__qualname__
     return call
-
-
-def _logger_receiver(method: Callable[..., Any]) -> Callable[..., Any]:
-    def receive(trainer: Any, pl_module: Any, **payload: Any) -> Any:
-        return method(*payload.values())
-
-    receive.__qualname__ = getattr(method, "__qualname__", repr(method))
-    return receive

@@ -55,6 +55,7 @@ def run_sanity_check(trainer: Any) -> None:
 def run_validation_in_fit(trainer: Any) -> None:
     with trainer.profiler.profile("validation"):
         run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+    trainer.hooks.log_writer.drain()  # a validation is a natural pause: what it logged is on disk after it
     trainer.results.stage = trainer.state.stage = RunningStage.TRAINING
 
 

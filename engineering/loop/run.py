@@ -192,8 +192,7 @@ def _tear_down(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, previou
             trainer.profiler.describe()
             trainer.profiler.teardown(fn.value)
             trainer.strategy.teardown()
-            for logger in trainer.loggers:
-                logger.finalize("success" if finished else "failed")
+            _finalize_loggers(trainer, finished)
     finally:
         if not finished:
             trainer.strategy.close(failed=True)
@@ -202,6 +201,15 @@ def _tear_down(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, previou
         trainer.hooks = None
         _restore_global_settings(previous_settings)
         trainer.state.stage = trainer.results.hook = None
+
+
+def _finalize_loggers(trainer: Any, finished: bool) -> None:
+    try:
+        if trainer.hooks is not None:
+            trainer.hooks.log_writer.close()  # every queued value is written before the loggers close their files
+    finally:
+        for logger in trainer.loggers:
+            logger.finalize("success" if finished else "failed")
 
 
 def run_spawned(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any, weights_only: bool,

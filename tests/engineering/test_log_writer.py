@@ -1,0 +1,118 @@
+"""Loggers write on a background thread: a stalled logger does not hold training up beyond the queue's bound,
+and loses no value once it catches up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import engineering.bus.log_writer as log_writer
+from engineering import Callback, Logger, Trainer, seed_everything
+from research import LightningModule
+
+STEPS = 40
+
+
+class Regressor(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class StalledLogger(Logger):
+    """A logger on a stalled disk: each call waits for ``released`` (and then ``seconds``)."""
+
+    def __init__(self, released: threading.Event, seconds: float = 0.0) -> None:
+        super().__init__()
+        self.released, self.seconds = released, seconds
+        self.rows: list[tuple[int, float]] = []
+        self.lag: list[int] = []  # optimizer steps done by training when each row arrived, minus the row's step
+        self.trainer = None
+
+    @property
+    def name(self) -> str:
+        return "stalled"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.released.wait()
+        time.sleep(self.seconds)
+        self.lag.append(self.trainer.global_step - step)
+        self.rows.append((step, metrics["train_loss"]))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+class Release(Callback):
+    """Records how many rows the logger had when training ended, then lets it go on."""
+
+    def __init__(self, logger: StalledLogger) -> None:
+        self.logger, self.rows_when_training_ended = logger, None
+
+    def on_train_end(self, trainer, pl_module):
+        self.rows_when_training_ended = len(self.logger.rows)
+        self.logger.released.set()
+
+
+def fit(logger: Logger, callbacks: list[Callback]) -> Trainer:
+    seed_everything(0)
+    data = TensorDataset(torch.randn(STEPS * 2, 4), torch.randn(STEPS * 2, 1))
+    trainer = Trainer(max_epochs=1, logger=logger, callbacks=callbacks, log_every_n_steps=1,
+                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    if isinstance(logger, StalledLogger):
+        logger.trainer = trainer
+    trainer.fit(Regressor(), DataLoader(data, batch_size=2))
+    return trainer
+
+
+def test_training_runs_ahead_of_a_stalled_logger_which_then_gets_every_value_in_order():
+    stalled = StalledLogger(threading.Event())
+    release = Release(stalled)
+    trainer = fit(stalled, [release])
+
+    assert trainer.global_step == STEPS
+    assert release.rows_when_training_ended == 0  # every step ran while the logger was stuck
+    assert [step for step, _ in stalled.rows] == list(range(STEPS))  # fit returned with all of them written
+    assert all(isinstance(value, float) for _, value in stalled.rows)
+
+
+def test_a_full_queue_bounds_how_far_training_runs_ahead(monkeypatch):
+    monkeypatch.setattr(log_writer, "CAPACITY", 3)
+    released = threading.Event()
+    released.set()
+    stalled = StalledLogger(released, seconds=0.02)
+    fit(stalled, [])
+
+    assert [step for step, _ in stalled.rows] == list(range(STEPS))
+    # Ahead of the row being written: at most the 3 queued, the one blocked in put, and the step in progress.
+    assert max(stalled.lag) <= 3 + 2
+    assert max(stalled.lag) >= 3  # it did run ahead: the bound was what held it
+
+
+def test_a_logger_error_is_raised_by_fit():
+    class BrokenLogger(StalledLogger):
+        def log_metrics(self, metrics, step=None) -> None:
+            raise OSError(28, "No space left on device", "metrics.csv")
+
+    released = threading.Event()
+    released.set()
+    with pytest.raises(OSError, match="No space left"):
+        fit(BrokenLogger(released), [])
