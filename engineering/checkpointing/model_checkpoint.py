@@ -180,8 +180,9 @@ class ModelCheckpoint(Callback):
     # -- the loop: write -----------------------------------------------------------------------
     def write_requested(self, trainer: Any) -> None:
         """Write the files decided since the last call, then delete the ones they replace (see ``writer.py``)."""
-        requests, self._requests = self._requests, []
-        self._writer.write(trainer, requests, self.save_weights_only, self)
+        if self._requests:  # called after every batch; most have nothing to write
+            requests, self._requests = self._requests, []
+            self._writer.write(trainer, requests, self.save_weights_only, self)
 
     # -- where files go ------------------------------------------------------------------------
     def directory(self, trainer: Any) -> str:

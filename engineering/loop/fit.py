@@ -188,7 +188,8 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     if window_end:  # after validation: Lightning logs validation at the step it followed
         progress.batches_that_stepped += 1
     if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
-        write_requested_checkpoints(trainer, checkpointers)
+        if checkpointers:
+            write_requested_checkpoints(trainer, checkpointers)
         if window_end and schedule.preemption_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS):
             stop_for_preemption(trainer)  # never mid-window
     return stopping
@@ -242,7 +243,7 @@ class TrainingStep:
         self.backward = (profiler.timed("backward", module.backward)
                          if profiling or overrides(cls, LightningModule, "backward") else None)
         self.optimizer_step = profiler.timed("optimizer_step", module.optimizer_step)
-        self.step_optimizer = profiler.timed("optimizer_step", strategy.optimizer_step)
+        self.step_optimizer = profiler.timed("optimizer_step", strategy.stepper(self.raw_optimizer))
         self.through_closure = (overrides(cls, LightningModule, "optimizer_step")
                                 or not calls_closure_once(self.raw_optimizer))
         self.clips = bool(trainer.gradient_clip_val) or overrides(cls, LightningModule, "configure_gradient_clipping")
@@ -250,6 +251,8 @@ class TrainingStep:
                                           events.on_after_backward, events.on_before_optimizer_step)
                       if hooks.heard(event)}
         self.has_schedulers = bool(trainer.lr_scheduler_configs)
+        self.between_backward_and_step = (self.precision.scales_loss or self.clips
+                                          or events.on_before_optimizer_step in self.heard)
 
     def __call__(self, batch: Any, batch_idx: int, window_start: bool, window_end: bool, is_last: bool,
                  *step_args: Any, steps_schedulers: bool = True) -> Any:
@@ -262,8 +265,9 @@ class TrainingStep:
             outputs = self._step_through_closure(batch, batch_idx, window_start, step_args)
         else:
             outputs, loss = self.forward_backward(batch, batch_idx, window_start, step_args)
-            self.before_step(loss is not None)
-            self.step_optimizer(self.raw_optimizer, None)
+            if self.between_backward_and_step:
+                self.before_step(loss is not None)
+            self.step_optimizer()
             self.progress.global_step += 1
         if self.has_schedulers and steps_schedulers:  # non-plateau schedulers step right after the optimizer
             step_schedulers(self.trainer, "step", batch_idx, plateau=False)

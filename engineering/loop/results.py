@@ -117,6 +117,7 @@ class Results:
         self._unlogged: dict[str, dict[str, torch.Tensor]] = {"step": {}, "epoch": {}}
         self._metric_attributes = MetricAttributes()
         self._evaluation_steps: dict[int, int] = {}
+        self._checked_levels: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool, bool]] = {}
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(
@@ -138,11 +139,17 @@ class Results:
     ) -> None:
         """Store ``value`` (a number, a one-element tensor or a torchmetrics ``Metric``) for the current hook."""
         hook = self.hook
-        on_step, on_epoch, step_allowed = _levels(name, hook, on_step, on_epoch)
+        levels = self._checked_levels.get((hook, on_step, on_epoch))
+        if levels is None:  # the first log with these arguments in this hook: check them once
+            levels = self._checked_levels[hook, on_step, on_epoch] = _levels(name, hook, on_step, on_epoch)
+        on_step, on_epoch, step_allowed = levels
         metric_object = not isinstance(value, (torch.Tensor, int, float)) and is_metric(value)
         if metric_object and metric_attribute is None and module is not None:
             self._metric_attributes.require(module, value, name)
-        tensor = None if metric_object else _as_scalar(name, value, enable_graph)
+        if type(value) is torch.Tensor and value.dim() == 0 and not enable_graph:  # the usual case, checked inline
+            tensor = value.detach()
+        else:
+            tensor = None if metric_object else _as_scalar(name, value, enable_graph)
         # As in Lightning, the suffix follows the fork: "loss_epoch/dataloader_idx_1".
         suffix = f"/dataloader_idx_{self.dataloader_idx}" if self.dataloader_idx is not None and add_dataloader_idx else ""
         logger = True if logger is None else logger
