@@ -9,6 +9,8 @@ launcher's exit status says it failed, and the output names the failed rank and 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -76,3 +78,29 @@ def test_rank_0_stalled_the_launcher_ends_itself_and_says_where_it_stood(tmp_pat
     stderr = launcher.stderr
     assert "rank 0: at global_step 5 for" in stderr, launcher.report()  # what rank 1 saw when it gave up
     assert "DDP watchdog: rank 1" in stderr and "rank 0, which started it, is stuck at global_step 5" in stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_every_rank_with_status_1_and_one_line(tmp_path):
+    # What a terminal does: SIGINT to every process of the job. The ranks agree to stop at the same step.
+    out = tmp_path / "out"
+    out.mkdir()
+    launcher = Process(script_command(out, "--step-seconds", "0.4", "--timeout", str(TIMEOUT)), clean_environment(),
+                       tmp_path / "logs", "rank0")
+    try:
+        deadline = time.monotonic() + STARTUP
+        while "step 2" not in launcher.stdout and launcher.popen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        launcher._note_descendants()
+        for process in launcher.survivors():
+            os.kill(process.pid, signal.SIGINT)
+        assert launcher.wait(STARTUP + TIMEOUT) == 1, launcher.report()
+        output = launcher.stdout + launcher.stderr
+        assert output.count("Detected KeyboardInterrupt, attempting graceful shutdown ...") == 1, launcher.report()
+        assert "Traceback" not in output and "rank 0 step 9" not in output, launcher.report()
+        deadline = time.monotonic() + MARGIN
+        while launcher.survivors() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not launcher.survivors(), launcher.report()
+    finally:
+        launcher.kill_all()
