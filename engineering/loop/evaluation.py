@@ -82,7 +82,8 @@ def run_evaluation(
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
         for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end;
-                                    on_step values to loggers
+                                    on_step values to loggers;
+                                    in fit, a stop signal? the pass ends here (SignalDuringValidation)
         epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end; torchmetrics objects reset
         on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
