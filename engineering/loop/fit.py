@@ -110,7 +110,9 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
     progress.epoch += 1
     progress.batch_idx = 0
     write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)
-    stop_for_signal(trainer, schedule.signal_agreed(trainer, every=1))
+    signum = schedule.signal_agreed(trainer, every=1)
+    if signum:
+        stop_for_signal(trainer, signum)
 
 
 def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None,
@@ -192,15 +194,15 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
         write_requested_checkpoints(trainer, checkpointers)
         if window_end:  # never mid-window: the accumulated gradients are not in a checkpoint
-            stop_for_signal(trainer, signum or schedule.signal_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS))
+            signum = signum or schedule.signal_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS)
+            if signum:
+                stop_for_signal(trainer, signum)
     return stopping
 
 
 def stop_for_signal(trainer: Any, signum: int) -> None:
     """At a step boundary: Ctrl-C ends the run as a KeyboardInterrupt (loop/run.py shuts down gracefully); a
-    preemption signal saves ``hpc_ckpt_<n>.ckpt`` and exits. Nothing when ``signum`` is 0."""
-    if not signum:
-        return
+    preemption signal saves ``hpc_ckpt_<n>.ckpt`` and exits."""
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     trainer.received_signal = signum  # on a rank that was not signalled itself, what the others agreed on
