@@ -134,6 +134,9 @@ class Trainer:
                                         num_nodes, self.precision, sync_batchnorm=sync_batchnorm)
         self.strategy.trainer = self
         self.profiler = resolve_profiler(profiler)
+        if detect_anomaly and self.is_global_zero:  # Lightning says the same
+            print("You have turned on `Trainer(detect_anomaly=True)`. This will significantly slow down compute speed "
+                  "and is recommended only for model debugging.")
         self.callbacks, self.loggers = subscribers.assemble(self, callbacks, resolve(self.config)["logger"])
         # The run's state: set up by the loops (loop/run.py), read through the properties below.
         self.state, self.progress, self.loaders = TrainerState(), Progress(), Loaders()

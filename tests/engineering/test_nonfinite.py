@@ -109,10 +109,12 @@ def test_skip_with_a_closure_optimizer_is_refused_naming_raise(tmp_path):
         fit(tmp_path, WithLBFGS(), on_nonfinite="skip")
 
 
-def test_detect_anomaly_names_the_operation_that_made_the_nan(tmp_path):
+def test_detect_anomaly_says_it_is_slow_and_names_the_operation_that_made_the_nan(tmp_path, capsys):
     class SqrtOfNegative(TinyModule):
         def training_step(self, batch, batch_idx):
             return torch.sqrt(super().training_step(batch, batch_idx) - 100.0)
 
     with pytest.raises(RuntimeError, match="Function 'SqrtBackward0' returned nan values"):
         fit(tmp_path, SqrtOfNegative(), detect_anomaly=True)
+    assert ("You have turned on `Trainer(detect_anomaly=True)`. This will significantly slow down compute speed and "
+            "is recommended only for model debugging.") in capsys.readouterr().out
