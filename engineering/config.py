@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from engineering.errors import MisconfigurationError
+from engineering.optimization.nonfinite import check_policy
 from engineering.profiler import PassThroughProfiler, Profiler
 
 
@@ -174,6 +175,7 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     profiler: Any = None
     detect_anomaly: bool = False
+    on_nonfinite: str | None = None
     barebones: bool = False
     default_root_dir: Any = None
 
@@ -202,6 +204,7 @@ class TrainerConfig:
             setattr(self, name, check_limit(name, getattr(self, name)))
         self.val_check_interval = check_val_check_interval(self.val_check_interval)
         check_gradient_clipping(self.gradient_clip_val, self.gradient_clip_algorithm)
+        check_policy(self.on_nonfinite)
         if self.deterministic not in (None, True, False, "warn"):
             raise MisconfigurationError(f"deterministic={self.deterministic!r}; use True, False, 'warn' or None.")
         if self.default_root_dir is not None and not isinstance(self.default_root_dir, (str, os.PathLike)):
@@ -251,5 +254,5 @@ RUN_FLAGS = (
     "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval",
     "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "accumulate_grad_batches",
     "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "benchmark", "inference_mode", "detect_anomaly",
-    "use_distributed_sampler", "num_nodes", "sync_batchnorm",
+    "on_nonfinite", "use_distributed_sampler", "num_nodes", "sync_batchnorm",
 )

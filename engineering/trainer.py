@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import signal
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -98,6 +99,9 @@ class Trainer:
         profiler: `"simple"`, `"advanced"`, `"pytorch"`, `True` (simple), any name registered under the entry-point
             group `tribus.profilers`, or a `Profiler` object.
         detect_anomaly: `torch.autograd.set_detect_anomaly` for the duration of each run (slow; for debugging NaNs).
+        on_nonfinite: a NaN or infinite training loss: `None` does nothing (as Lightning); `"raise"` raises
+            `FloatingPointError` naming the step; `"skip"` skips that optimizer step (warning once); `"stop"` saves
+            `nonfinite_step_<n>.ckpt` in `default_root_dir` and stops. Automatic optimization only.
         barebones: the bare loop: no discovered subscribers, logger, checkpointing, progress bar, summary or sanity
             check, and `self.log` does nothing. Turning one of those on as well is an error.
         default_root_dir: where the default logger, the default checkpoints and preemption checkpoints
@@ -121,7 +125,7 @@ class Trainer:
         gradient_clip_algorithm: str | None = None, deterministic: bool | str | None = None,
         benchmark: bool | None = None, inference_mode: bool = True, use_distributed_sampler: bool = True,
         sync_batchnorm: bool = False, profiler: Profiler | str | bool | None = None, detect_anomaly: bool = False,
-        barebones: bool = False, default_root_dir: str | os.PathLike | None = None,
+        on_nonfinite: str | None = None, barebones: bool = False, default_root_dir: str | os.PathLike | None = None,
     ) -> None:
         self._use_config(TrainerConfig(**{name: value for name, value in locals().items() if name != "self"}))
         self.precision = normalize_precision("32-true" if precision is None else precision)
@@ -130,6 +134,9 @@ class Trainer:
                                         num_nodes, self.precision, sync_batchnorm=sync_batchnorm)
         self.strategy.trainer = self
         self.profiler = resolve_profiler(profiler)
+        if detect_anomaly and self.is_global_zero:  # Lightning says the same
+            print("You have turned on `Trainer(detect_anomaly=True)`. This will significantly slow down compute speed "
+                  "and is recommended only for model debugging.")
         self.callbacks, self.loggers = subscribers.assemble(self, callbacks, resolve(self.config)["logger"])
         # The run's state: set up by the loops (loop/run.py), read through the properties below.
         self.state, self.progress, self.loaders = TrainerState(), Progress(), Loaders()
@@ -266,7 +273,7 @@ class Trainer:
 
     @property
     def received_sigterm(self) -> bool:
-        return self.received_signal is not None
+        return self.received_signal not in (None, signal.SIGINT)
 
     @property
     def should_stop(self) -> bool:

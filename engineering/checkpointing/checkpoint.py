@@ -321,13 +321,15 @@ class Preempted(SystemExit):
 
 @contextlib.contextmanager
 def preemption_signals(trainer: Any) -> Iterator[None]:
-    """While fit runs, SIGTERM (and SIGUSR1 under SLURM) record themselves in ``trainer.received_signal``.
+    """While fit runs, SIGTERM, SIGINT (Ctrl-C) and, under SLURM, SIGUSR1 record themselves in
+    ``trainer.received_signal``; the loop answers at the next step or validation batch. A second Ctrl-C does
+    not wait: it raises KeyboardInterrupt at once.
 
     The previous handlers come back when fit ends, however it ends. Only the main thread may set handlers;
     elsewhere, signals keep their usual effect.
     """
     trainer.received_signal = None
-    wanted = [signal.SIGTERM]
+    wanted = [signal.SIGTERM, signal.SIGINT]
     if under_slurm() and hasattr(signal, "SIGUSR1"):
         wanted.append(signal.SIGUSR1)
     if threading.current_thread() is not threading.main_thread():
@@ -335,6 +337,8 @@ def preemption_signals(trainer: Any) -> Iterator[None]:
         return
 
     def record(signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and trainer.received_signal == signal.SIGINT:
+            raise KeyboardInterrupt
         trainer.received_signal = signum  # nothing else here: the loop acts at the end of the step
 
     previous = {signum: signal.getsignal(signum) for signum in wanted}

@@ -12,6 +12,8 @@ from engineering.trainer import Trainer
 from research import LightningModule
 
 CONFIG_FILENAME = "config.yaml"
+# Trainer flags Lightning does not have: left out of config.yaml while unset, so that Lightning reads the file too.
+TRIBUS_ONLY_FLAGS = {"on_nonfinite": None}
 
 
 class ConfigExistsError(FileExistsError):
@@ -55,10 +57,20 @@ class SaveConfigCallback(Callback):
                 )
             if trainer.is_global_zero:
                 os.makedirs(trainer.log_dir, exist_ok=True)  # the logger creates it only when it first writes
-                self.parser.save(self.config, path, skip_unset=False, overwrite=True, multifile=self.multifile)
+                self.parser.save(_without_unset_tribus_flags(self.config), path, skip_unset=False, overwrite=True,
+                                 multifile=self.multifile)
         if trainer.is_global_zero:
             self.save_config(trainer, pl_module, stage)
         self.already_saved = True
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Override to save the config somewhere else as well; called on global rank 0 only, so no collectives."""
+
+
+def _without_unset_tribus_flags(config: Namespace) -> Namespace:
+    config = config.clone()
+    for name, default in TRIBUS_ONLY_FLAGS.items():
+        key = f"trainer.{name}"
+        if key in config and config[key] == default:
+            del config[key]
+    return config

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -14,7 +15,8 @@ from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
-from engineering.loop.state import RunningStage
+from engineering.loop.schedule import PREEMPTION_POLL_STEPS, signal_agreed
+from engineering.loop.state import RunningStage, TrainerFn
 from research import LightningModule
 
 _STAGE_EVENTS = {
@@ -52,11 +54,25 @@ def run_sanity_check(trainer: Any) -> None:
     restore_rng_states(rng_states)
 
 
-def run_validation_in_fit(trainer: Any) -> None:
-    with trainer.profiler.profile("validation"):
-        run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+class SignalDuringValidation(Exception):
+    """A stop signal arrived during validation in fit: the pass ends at the next batch, without its epoch end."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def run_validation_in_fit(trainer: Any) -> int:
+    """Validate; returns the signal (agreed by all ranks) that cut the pass short, or 0 when it ran to the end."""
+    try:
+        with trainer.profiler.profile("validation"):
+            run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+    except SignalDuringValidation as cut_short:
+        return cut_short.signum
+    finally:
+        trainer.results.stage = trainer.state.stage = RunningStage.TRAINING
     trainer.hooks.log_writer.drain()  # a validation is a natural pause: what it logged is on disk after it
-    trainer.results.stage = trainer.state.stage = RunningStage.TRAINING
+    return 0
 
 
 def run_evaluation(
@@ -67,7 +83,8 @@ def run_evaluation(
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
         for each dataloader, batch: batch → device; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end;
-                                    on_step values to loggers
+                                    on_step values to loggers;
+                                    in fit, a stop signal? the pass ends here (SignalDuringValidation)
         epoch metrics; on_{stage}_epoch_end; metrics to loggers; on_{stage}_end; torchmetrics objects reset
         on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
@@ -83,13 +100,15 @@ def run_evaluation(
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
     modes = {name: submodule.training for name, submodule in module.named_modules()}
     getattr(module, f"on_{prefix}_model_eval")()
-    trainer.state.stage = stage
-    results.stage = store
+    trainer.state.stage, results.stage = stage, store
     results.start_epoch(store)
     hooks(stage_events["start"])
     hooks(stage_events["epoch_start"])
     move = batch_mover(trainer)
-    with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"):
+    # Inside fit, a preemption signal or Ctrl-C is answered between validation batches (one read each).
+    watches_signals = stage is RunningStage.VALIDATING and trainer.state.fn is TrainerFn.FITTING
+    with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"), _modes_back_if_cut_short(
+            module, prefix, modes, results):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             results.dataloader_idx = dataloader_idx if several else None
             for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
@@ -104,6 +123,8 @@ def run_evaluation(
                 if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
                     log_step = results.next_evaluation_step(dataloader_idx)
                     flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
+                if watches_signals and (signum := signal_agreed(trainer, PREEMPTION_POLL_STEPS, batch_idx + 1)):
+                    raise SignalDuringValidation(signum)
     results.dataloader_idx = None
     results.end_epoch(store)
     hooks(stage_events["epoch_end"])
@@ -112,6 +133,16 @@ def run_evaluation(
     results.reset_metric_objects(store)
     _leave_eval_mode(module, prefix, modes)
     return _metrics_per_dataloader(results, store, len(loaders))
+
+
+@contextlib.contextmanager
+def _modes_back_if_cut_short(module: Any, prefix: str, modes: dict[str, bool], results: Any) -> Iterator[None]:
+    try:
+        yield
+    except SignalDuringValidation:
+        results.dataloader_idx = None
+        _leave_eval_mode(module, prefix, modes)
+        raise
 
 
 def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:

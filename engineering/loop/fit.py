@@ -9,6 +9,7 @@ over the bus, then the module's own hook is called directly.
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from engineering.loop import advice
 from engineering.loop.results import flush_logged_metrics
 from engineering.loop.state import RunningStage
 from engineering.optimization.optimizers import batch_end_outputs, calls_closure_once, loss_from, step_schedulers
+from engineering.optimization.nonfinite import NonFiniteGuard
 from engineering.profiler import PassThroughProfiler
 from research import LightningModule
 from research.nested import apply_to_collection
@@ -55,7 +57,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
                 metrics to loggers every log_every_n_steps
                 validation, when val_check_interval says so; then plateau schedulers
                 the batch is complete: write the checkpoints ModelCheckpoint asked for during it
-                preempted (SIGTERM)? save, exit
+                a signal? Ctrl-C: interrupt; SIGTERM: save, exit (also answered between validation batches)
                 stop at max_steps, max_time, or should_stop (once min_epochs and min_steps are met)
             epoch metrics; on_train_epoch_end; epoch-interval plateau schedulers; metrics to loggers;
             torchmetrics objects reset
@@ -108,8 +110,9 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
     progress.epoch += 1
     progress.batch_idx = 0
     write_requested_checkpoints(trainer, trainer.checkpoint_callbacks)
-    if schedule.preemption_agreed(trainer, every=1):
-        stop_for_preemption(trainer)
+    signum = schedule.signal_agreed(trainer, every=1)
+    if signum:
+        stop_for_signal(trainer, signum)
 
 
 def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None,
@@ -175,13 +178,14 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
 
 def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
                   checkpointers: list[Any]) -> bool:
-    """Validation when due, plateau schedulers, requested checkpoints, preemption; returns whether the epoch ends."""
+    """Validation when due, plateau schedulers, requested checkpoints, signals; returns whether the epoch ends."""
     progress, module = trainer.progress, trainer.lightning_module
     stopping = schedule.epoch_must_end(trainer, started)
+    signum = 0  # a signal that cut validation short, agreed by all ranks
     if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping):
         if window_end:
             module.on_validation_model_zero_grad()  # free gradient memory during validation
-        run_validation_in_fit(trainer)
+        signum = run_validation_in_fit(trainer)
         stopping = stopping or schedule.epoch_must_end(trainer, started)  # EarlyStopping decided in validation
     if window_end and module.automatic_optimization and trainer.lr_scheduler_configs:
         step_schedulers(trainer, "step", batch_idx, plateau=True)  # plateau ones follow what validation logged
@@ -190,9 +194,20 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
         if checkpointers:
             write_requested_checkpoints(trainer, checkpointers)
-        if window_end and schedule.preemption_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS):
-            stop_for_preemption(trainer)  # never mid-window
+        if window_end:  # never mid-window: the accumulated gradients are not in a checkpoint
+            signum = signum or schedule.signal_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS)
+            if signum:
+                stop_for_signal(trainer, signum)
     return stopping
+
+
+def stop_for_signal(trainer: Any, signum: int) -> None:
+    """At a step boundary: Ctrl-C ends the run as a KeyboardInterrupt (loop/run.py shuts down gracefully); a
+    preemption signal saves ``hpc_ckpt_<n>.ckpt`` and exits."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    trainer.received_signal = signum  # on a rank that was not signalled itself, what the others agreed on
+    stop_for_preemption(trainer)
 
 
 def accumulation_window(batch_idx: int, accumulate_grad_batches: int, is_last: bool) -> tuple[bool, bool]:
@@ -214,7 +229,8 @@ class TrainingStep:
         unscale the gradients             fp16 with a GradScaler: hooks and clipping see the true gradients
         on_before_optimizer_step
         clip                              when gradient_clip_val is set or configure_gradient_clipping overridden
-        optimizer step                    a GradScaler skips it on inf/nan; then global_step += 1
+        optimizer step                    a GradScaler skips it on inf/nan, so does on_nonfinite="skip"/"stop";
+                                          then global_step += 1
         step-interval schedulers; at the epoch's last batch, epoch-interval ones (not ReduceLROnPlateau)
 
     The module's ``optimizer_zero_grad`` and ``backward`` hooks are called only when overridden; otherwise
@@ -253,6 +269,10 @@ class TrainingStep:
         self.has_schedulers = bool(trainer.lr_scheduler_configs)
         self.between_backward_and_step = (self.precision.scales_loss or self.clips
                                           or events.on_before_optimizer_step in self.heard)
+        if trainer.on_nonfinite is not None:  # without a policy the step is not wrapped at all
+            guard = NonFiniteGuard(trainer, trainer.on_nonfinite, self.through_closure)
+            self.training_step = guard.checked(self.training_step)
+            self.step_optimizer = guard.guarded(self.step_optimizer, self.raw_optimizer)
 
     def __call__(self, batch: Any, batch_idx: int, window_start: bool, window_end: bool, is_last: bool,
                  *step_args: Any, steps_schedulers: bool = True) -> Any:

@@ -6,7 +6,8 @@
         prepare_data (once per node) → datamodule.setup → setup → configure_model → model to the device
         the stage:  fit → prepare_fit, then loop/fit.py run_fit
                     validate / test → loop/evaluation.py run_evaluation;  predict → run_predict
-        on error: on_exception, then re-raise
+        on error: on_exception, then re-raise; on Ctrl-C (KeyboardInterrupt): one line, on_exception, teardown,
+                  then SystemExit(1), as Lightning
         finally: teardown, subscribers disconnected, global settings restored
 """
 
@@ -75,7 +76,12 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         return result
     except BaseException as error:
         trainer.state.status = TrainerStatus.INTERRUPTED
+        interrupted = isinstance(error, KeyboardInterrupt)
+        if interrupted and trainer.is_global_zero:  # Lightning's line, instead of a traceback through the loops
+            print("\nDetected KeyboardInterrupt, attempting graceful shutdown ...", flush=True)
         trainer.emit(events.on_exception, exception=error)
+        if interrupted:
+            raise SystemExit(1) from None  # after teardown (below), as Lightning: status 1, no traceback
         explained = trainer.strategy.explain_failure(error)
         if explained is not error:
             raise explained from error

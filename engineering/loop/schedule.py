@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+
 # With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
 PREEMPTION_POLL_STEPS = 8
 
@@ -78,14 +80,16 @@ def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) 
     return (index + 1) % interval == 0
 
 
-def preemption_agreed(trainer: Any, every: int) -> bool:
-    """Whether to stop for a preemption signal now; with several ranks all decide together, or they deadlock."""
-    received = trainer.received_signal is not None
+def signal_agreed(trainer: Any, every: int, count: int | None = None) -> int:
+    """The signal to stop for now (0: none). With several ranks all decide together, or they deadlock: every
+    ``every`` steps (or ``count``s, in validation) they vote, and the highest signal any rank received wins."""
+    received = trainer.received_signal
     if trainer.strategy.world_size == 1:
-        return received
-    if trainer.progress.global_step % every:
-        return False
-    return trainer.strategy.reduce_boolean_decision(received, all=False)
+        return received or 0
+    if (trainer.progress.global_step if count is None else count) % every:
+        return 0
+    strategy = trainer.strategy
+    return int(strategy.reduce(torch.tensor(received or 0, device=strategy.root_device), "max"))
 
 
 def timed_fetches(batches: Iterator[Any], profile: Callable[[str], Any]) -> Iterator[Any]:

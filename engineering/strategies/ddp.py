@@ -27,8 +27,14 @@ from torch.nn.parallel import DistributedDataParallel
 from engineering.strategies.parallel import ParallelStrategy
 
 _REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-_HEARTBEAT_SECONDS = 1.0
+_HEARTBEAT_SECONDS = 1.0  # a live rank's heartbeat is never older than this
+_WATCH_SECONDS = 0.05  # how often the watchdog looks at the step (published when it changed) and at the children
 _CHILD_EXIT_SECONDS = 1.0  # after a failure, how long a started rank gets to stop before it is killed
+# When a rank this process started fails, this process normally fails too, on its own (its next collective
+# breaks) and reports it. The watchdog ends it only if it does not: after this long, or, when it is already
+# handling the failure (its report or on_exception may wait on a collective), after the longer patience.
+_CHILD_FAILURE_GRACE = 1.0
+_FAILING_PATIENCE = 10.0
 
 
 class CollectiveTimeoutError(RuntimeError):
@@ -70,6 +76,7 @@ class DDPStrategy(ParallelStrategy):
         self._store: dist.TCPStore | None = None
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._failing = False  # set by the training thread once it handles a collective failure
 
     @property
     def spawns_processes(self) -> bool:
@@ -125,7 +132,8 @@ class DDPStrategy(ParallelStrategy):
             self.backend, store=self._store, rank=environment.global_rank,
             world_size=environment.world_size, timeout=self.timeout,
         )
-        self._heartbeat = threading.Thread(target=self._beat, name="tribus-heartbeat", daemon=True)
+        self._stopping, self._failing = threading.Event(), False  # a fresh watchdog for every run
+        self._heartbeat = threading.Thread(target=self._watch, name="tribus-watchdog", daemon=True)
         self._heartbeat.start()
 
     def _launch_other_ranks(self) -> None:
@@ -144,19 +152,46 @@ class DDPStrategy(ParallelStrategy):
             }
             self._children.append(subprocess.Popen(command, env=rank_environment))
 
-    def _beat(self) -> None:
-        """Publish, every second, this rank's global step and when it last advanced."""
-        last_step, advanced_at = None, time.time()
+    def _watch(self) -> None:
+        """The watchdog thread: publish this rank's global step as soon as it changes (and once a second, as a
+        heartbeat) with when it last advanced; in the process that started the other local ranks, end the job
+        when one of them fails and this process does not follow by itself (it may be the one that stalled)."""
+        last_step, advanced_at, published_at, failed_at = None, time.time(), 0.0, None
         while True:
+            now = time.time()
             step = self.trainer.progress.global_step if self.trainer is not None else -1
-            if step != last_step:
-                last_step, advanced_at = step, time.time()
-            try:
-                self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {advanced_at} {time.time()}")
-            except Exception:  # the store's host is gone; the training thread reports that
+            changed = step != last_step
+            if changed:
+                last_step, advanced_at = step, now
+            if changed or now - published_at >= _HEARTBEAT_SECONDS:
+                try:
+                    self._store.set(f"tribus/heartbeat/{self.global_rank}", f"{step} {advanced_at} {now}")
+                except Exception:  # the store's host is gone; the training thread reports that
+                    return
+                published_at = now
+            failed = next((child for child in self._children if child.poll() not in (None, 0)), None)
+            if failed is not None:
+                failed_at = failed_at or time.monotonic()
+                if time.monotonic() - failed_at >= (_FAILING_PATIENCE if self._failing else _CHILD_FAILURE_GRACE):
+                    self._end_job(failed, step, now - advanced_at)
+            if self._stopping.wait(_WATCH_SECONDS):
                 return
-            if self._stopping.wait(_HEARTBEAT_SECONDS):
-                return
+
+    def _end_job(self, failed: subprocess.Popen, step: int, still_for: float) -> None:
+        """Say which rank failed and where this one stands, stop the started ranks, and exit: the training
+        thread is stuck (in a step, or in a collective that waits for the full timeout)."""
+        rank = self.environment.node_rank * self.devices_per_node + 1 + self._children.index(failed)
+        print(
+            f"DDP watchdog: rank {rank} (pid {failed.pid}) exited with status {failed.returncode}; rank "
+            f"{self.global_rank}, which started it, is stuck at global_step {step} (for {still_for:.0f}s). "
+            f"Ending rank {self.global_rank} and the ranks it started; the failed rank's output says why.",
+            file=sys.stderr, flush=True,
+        )
+        for child in self._children:
+            with contextlib.suppress(OSError):
+                child.kill()
+            child.wait()
+        os._exit(1)
 
     def describe_peers(self) -> str:
         """Each rank's last step and heartbeat: a dead rank's heartbeat is old, a stalled rank's step is."""
@@ -164,6 +199,7 @@ class DDPStrategy(ParallelStrategy):
             return "no rendezvous store"
         time.sleep(1.5 * _HEARTBEAT_SECONDS)  # let a dead rank's last heartbeat age enough to show
         now, lines = time.time(), []
+        own_step = self.trainer.progress.global_step if self.trainer is not None else -1
         self._store.set_timeout(datetime.timedelta(seconds=2))
         for rank in range(self.world_size):
             try:
@@ -171,10 +207,15 @@ class DDPStrategy(ParallelStrategy):
             except Exception:
                 lines.append(f"rank {rank}: no heartbeat" + (" (it hosts the rendezvous store)" if rank == 0 else ""))
                 continue
-            lines.append(
-                f"rank {rank}: at global_step {step} for {now - float(advanced_at):.0f}s, "
-                f"last heartbeat {now - float(beat_at):.0f}s ago"
-            )
+            silent = now - float(beat_at)
+            if silent > 1.25 * _HEARTBEAT_SECONDS:
+                # Gone. It may have died between publishing its step and the next one; but the ranks step in
+                # lockstep (each step's all-reduce needs them all), so it got at least as far as this rank.
+                lines.append(f"rank {rank}: gone at global_step {max(int(step), own_step)}, "
+                             f"no heartbeat for {silent:.0f}s")
+                continue
+            lines.append(f"rank {rank}: at global_step {step} for {now - float(advanced_at):.0f}s, "
+                         f"last heartbeat {silent:.0f}s ago")
         return "; ".join(lines)
 
     # -- placement ------------------------------------------------------------------------------
@@ -228,6 +269,7 @@ class DDPStrategy(ParallelStrategy):
             raise self.collective_failure(what, error) from error
 
     def collective_failure(self, what: str, error: BaseException) -> CollectiveTimeoutError:
+        self._failing = True  # the watchdog gives this thread time to report and tear down
         step = self.trainer.progress.global_step if self.trainer is not None else -1
         return CollectiveTimeoutError(
             f"rank {self.global_rank}: {what} failed at global_step {step} after at most "
@@ -253,6 +295,8 @@ class DDPStrategy(ParallelStrategy):
     def close(self, failed: bool) -> None:
         """Leave the process group; on failure stop the ranks this process started, so none hangs."""
         self._stopping.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(_HEARTBEAT_SECONDS)  # it looks at the children: let it finish its round first
         if failed:
             for child in self._children:
                 child.terminate()

@@ -327,8 +327,16 @@ def test_fit_saves_config_yaml_in_the_loggers_version_directory(tmp_path):
     run = cli("fit", "--model", MODEL, "--data", DATA, "--seed_everything", "3", *QUIET, *SHORT)
     saved = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
     assert run.trainer.log_dir == str(saved.parent)
-    assert yaml.safe_load(saved.read_text()) == yaml.safe_load(run.parser.dump(run.config, skip_unset=False))["fit"]
+    expected = yaml.safe_load(run.parser.dump(run.config, skip_unset=False))["fit"]
+    del expected["trainer"]["on_nonfinite"]  # a tribus-only flag, left out while unset so Lightning reads the file
+    assert yaml.safe_load(saved.read_text()) == expected
     assert yaml.safe_load(saved.read_text())["seed_everything"] == 3
+
+
+def test_a_tribus_only_flag_that_is_set_is_saved_in_config_yaml(tmp_path):
+    cli("fit", "--model", MODEL, "--data", DATA, "--trainer.on_nonfinite", "skip", *QUIET, *SHORT)
+    saved = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text())
+    assert saved["trainer"]["on_nonfinite"] == "skip"
 
 
 def test_an_existing_config_yaml_is_kept_unless_overwrite_config(capsys, tmp_path):
