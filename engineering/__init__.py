@@ -12,6 +12,7 @@ from engineering.loggers import Logger
 from engineering.loop.state import Progress, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import LightningOptimizer, LRSchedulerConfig
 from engineering.profiler import PassThroughProfiler, Profiler
+from engineering.progress_bar import ProgressBar
 from engineering.seed import seed_everything
 from engineering.strategies import ParallelStrategy, SingleDeviceStrategy, Strategy
 from engineering.utilities import cli_lightning_logo
@@ -55,6 +56,7 @@ __all__ = [
     "Preempted",
     "Profiler",
     "Progress",
+    "ProgressBar",
     "ResumableSampler",
     "RunningStage",
     "SingleDeviceStrategy",

@@ -32,6 +32,7 @@ from engineering.loop.state import (
 )
 from engineering.optimization.precision import normalize_precision
 from engineering.profiler import Profiler
+from engineering.progress_bar import ProgressBar
 from engineering.strategies import Strategy, create_strategy
 from research import LightningDataModule, LightningModule
 
@@ -147,6 +148,8 @@ class Trainer:
         # A flag set on the Trainer (a callback scheduling accumulate_grad_batches) is validated like one given.
         if name in RUN_FLAGS and "config" in vars(self):
             self._use_config(TrainerConfig(**{**vars(self.config), name: value}))
+        elif name == "loggers":
+            object.__setattr__(self, name, value if value else [])  # as Lightning: None (or no logger) clears them
         else:
             object.__setattr__(self, name, value)
 
@@ -297,12 +300,20 @@ class Trainer:
     def logger(self) -> Logger | None:
         return self.loggers[0] if self.loggers else None
 
+    @logger.setter
+    def logger(self, logger: Logger | None) -> None:
+        self.loggers = [logger] if logger else []
+
     @property
     def log_dir(self) -> str:
         if self.shared_log_dir is not None:
             return self.shared_log_dir
         directory = self.logger.log_dir if self.logger is not None else None
         return directory if directory is not None else self.default_root_dir
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((callback for callback in self.callbacks if isinstance(callback, ProgressBar)), None)
 
     @property
     def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
