@@ -40,22 +40,12 @@ class ModelCheckpoint(Callback):
     is_monitor = True  # its on_train_epoch_end runs after the module's, so it sees what the module logged there
 
     def __init__(
-        self,
-        dirpath: str | os.PathLike | None = None,
-        filename: str | None = None,
-        monitor: str | None = None,
-        verbose: bool = False,
-        save_last: bool | str | None = None,
-        save_top_k: int = 1,
-        save_on_exception: bool = False,
-        save_weights_only: bool = False,
-        mode: str = "min",
-        auto_insert_metric_name: bool = True,
-        every_n_train_steps: int | None = None,
-        train_time_interval: datetime.timedelta | None = None,
-        every_n_epochs: int | None = None,
-        save_on_train_epoch_end: bool | None = None,
-        enable_version_counter: bool = True,
+        self, dirpath: str | os.PathLike | None = None, filename: str | None = None, monitor: str | None = None,
+        verbose: bool = False, save_last: bool | str | None = None, save_top_k: int = 1,
+        save_on_exception: bool = False, save_weights_only: bool = False, mode: str = "min",
+        auto_insert_metric_name: bool = True, every_n_train_steps: int | None = None,
+        train_time_interval: datetime.timedelta | None = None, every_n_epochs: int | None = None,
+        save_on_train_epoch_end: bool | None = None, enable_version_counter: bool = True,
     ) -> None:
         every_n_train_steps, every_n_epochs = _check_arguments(
             mode, save_last, save_top_k, monitor, every_n_train_steps, every_n_epochs, train_time_interval
@@ -218,6 +208,16 @@ class ModelCheckpoint(Callback):
         return os.path.join(self.dirpath, name) if self.dirpath else name
 
     # -- state ---------------------------------------------------------------------------------
+    def to_yaml(self, filepath: str | os.PathLike | None = None) -> None:
+        """Write ``best_k_models`` (path: score as a float) as YAML, to ``<dirpath>/best_k_models.yaml`` by default."""
+        if filepath is None and not self.dirpath:
+            raise AssertionError("ModelCheckpoint.to_yaml() needs a filepath until fit has set dirpath.")
+        import yaml
+
+        path = filepath if filepath is not None else os.path.join(self.dirpath, "best_k_models.yaml")
+        with open(path, "w") as file:
+            yaml.dump({path: score.item() for path, score in self.best_k_models.items()}, file)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor, "best_model_score": self.best_model_score, "best_model_path": self.best_model_path,
