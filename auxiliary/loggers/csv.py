@@ -62,8 +62,8 @@ class CSVLogger(VersionedDirectoryLogger):
         """Add ``params`` to the run's hyperparameters and rewrite ``hparams.yaml``.
 
         Args:
-            params: A mapping or parsed command-line arguments; values YAML cannot hold are written
-                as their ``repr``.
+            params: A mapping or parsed command-line arguments; a value YAML cannot represent is left
+                out with a warning, as Lightning does.
         """
         self.hparams.update(as_dict(params))
         self.save_hparams()
