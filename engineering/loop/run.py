@@ -43,6 +43,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
     advice.require_evaluation_step(fn, model)
+    advice.drop_unpicklable_hyperparameters(model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
