@@ -32,12 +32,17 @@ class LRSchedulerConfig:
 
 
 class LightningOptimizer:
-    """Wraps an optimizer so that ``step`` runs the hooks, the precision's step and counts global_step."""
+    """Wraps an optimizer so that ``step`` runs the hooks, the precision's step and counts global_step.
 
-    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any) -> None:
+    As in Lightning, the wrapper is an instance of the wrapped optimizer's class (``isinstance(opt, SGD)``).
+    Built without a ``trainer``, ``step`` is the optimizer's own.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any = None) -> None:
         self._optimizer = optimizer
-        self._trainer = weakref.ref(trainer)
+        self._trainer = weakref.ref(trainer) if trainer is not None else lambda: None
         self.zero_grad = optimizer.zero_grad  # the optimizer's own, with no wrapper call: it runs every step
+        self.__class__ = type(f"Lightning{type(optimizer).__name__}", (LightningOptimizer, type(optimizer)), {})
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -61,6 +66,8 @@ class LightningOptimizer:
         """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step; count it in
         ``global_step``. Manual optimization calls this; so does an overridden ``optimizer_step``."""
         trainer = self._trainer()
+        if trainer is None:
+            return self._optimizer.step(closure, **kwargs) if closure is not None else self._optimizer.step(**kwargs)
         module = trainer.lightning_module
         automatic = module.automatic_optimization
         # The default hook clips only when gradient_clip_val is set: without either, skip the call.
