@@ -30,7 +30,7 @@ _CALLBACKS = {
     "OnExceptionCheckpoint": "engineering:OnExceptionCheckpoint", "EarlyStopping": "auxiliary:EarlyStopping",
     "LearningRateMonitor": "auxiliary:LearningRateMonitor", "DeviceStatsMonitor": "auxiliary:DeviceStatsMonitor",
     "ModelSummary": "auxiliary:ModelSummary", "ProgressBar": "auxiliary:ProgressBar",
-    "TQDMProgressBar": "auxiliary:TQDMProgressBar",
+    "TQDMProgressBar": "auxiliary:TQDMProgressBar", "BasePredictionWriter": "auxiliary:BasePredictionWriter",
 }
 _LOGGERS = {
     "Logger": "engineering:Logger", "CSVLogger": "auxiliary:CSVLogger", "TensorBoardLogger": "auxiliary:TensorBoardLogger",

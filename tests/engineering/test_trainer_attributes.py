@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from auxiliary import CSVLogger, TensorBoardLogger, TQDMProgressBar
 from engineering import ProgressBar, Trainer
+from research import LightningDataModule
+from tests.helpers import TinyModule, tiny_loader
 
 
 class CountingBar(ProgressBar):
@@ -31,3 +33,22 @@ def test_setting_logger_or_loggers_replaces_them_and_none_clears_them(tmp_path):
     trainer.loggers = [csv]
     trainer.loggers = None
     assert trainer.loggers == [] and trainer.logger is None
+
+
+def test_model_is_the_module_the_strategy_runs(tmp_path):
+    trainer = Trainer(max_epochs=1, enable_progress_bar=False, logger=False, default_root_dir=tmp_path)
+    assert trainer.model is None
+    module = TinyModule()
+    trainer.fit(module, tiny_loader())
+    assert trainer.model is module
+
+
+def test_a_datamodule_keeps_its_initial_hyperparameters(tmp_path):
+    class Sized(LightningDataModule):
+        def __init__(self, batch_size: int = 8) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+    data = Sized(batch_size=4)
+    data.hparams.batch_size = 16
+    assert data.hparams_initial == {"batch_size": 4} and data.hparams.batch_size == 16
