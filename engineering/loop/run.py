@@ -31,6 +31,7 @@ from engineering.loop import advice, evaluation, fit
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
+from engineering.utilities import rank_zero_only
 from research import LightningDataModule, LightningModule
 from research.checkpoint_io import load_weights
 
@@ -58,6 +59,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     try:
         trainer.strategy.setup_environment()
         if trainer.world_size > 1:  # every rank writes where rank 0's logger says
+            rank_zero_only.rank = trainer.global_rank  # as Lightning's strategies: @rank_zero_only follows the job
             trainer.shared_log_dir = trainer.strategy.broadcast(trainer.log_dir)
         add_module_callbacks(trainer, model)
         trainer.hooks = HookRunner(trainer, model)
