@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from engineering.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import Preempted
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
@@ -41,11 +42,15 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Accelerator",
+    "CPUAccelerator",
+    "CUDAAccelerator",
     "Callback",
     "CheckpointError",
     "DDPStrategy",
     "FSDPStrategy",
     "LRSchedulerConfig",
+    "MPSAccelerator",
     "LightningOptimizer",
     "Logger",
     "MisconfigurationError",
@@ -66,6 +71,7 @@ __all__ = [
     "TrainerState",
     "TrainerStatus",
     "TrainerView",
+    "XLAAccelerator",
     "XLAStrategy",
     "cli_lightning_logo",
     "seed_everything",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from engineering import events
-from engineering.accelerators import resolve_accelerator, resolve_devices
+from engineering.accelerators import Accelerator, resolve_devices, select_accelerator
 from engineering.bus import subscribers
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import build_checkpoint, save_atomically
@@ -43,8 +43,8 @@ class Trainer:
     The descriptions below are also the ``tribus fit --help`` text and the flag table of docs/engineering.md.
 
     Args:
-        accelerator: `"cpu"`, `"gpu"`/`"cuda"`, `"mps"`, `"tpu"`/`"xla"`, or `"auto"` (CUDA if available, then MPS,
-            else the CPU). Asking for one that is not there fails at once, listing what is.
+        accelerator: `"cpu"`, `"gpu"`/`"cuda"`, `"mps"`, `"tpu"`/`"xla"`, `"auto"` (CUDA if available, then MPS,
+            else the CPU), or an `Accelerator` object. Asking for one that is not there fails at once, listing what is.
         strategy: `"auto"` (one device: `single_device`; several: `ddp`; XLA: `xla`), `"single_device"`, `"ddp"`,
             `"ddp_spawn"`, `"ddp_find_unused_parameters_true"`, `"fsdp"`, `"xla"`, or a strategy object.
         devices: a count, `-1` (all), a list of indices, a string `"0,1"`, or `"auto"` (all GPUs; one CPU process).
@@ -106,7 +106,7 @@ class Trainer:
     """
 
     def __init__(
-        self, *, accelerator: str = "auto", strategy: str | Strategy = "auto",
+        self, *, accelerator: str | Accelerator = "auto", strategy: str | Strategy = "auto",
         devices: int | str | list[int] = "auto", num_nodes: int = 1, precision: int | str | None = None,
         logger: Logger | Iterable[Logger] | bool | None = None, callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: bool | int = False, max_epochs: int | None = None, min_epochs: int | None = None,
@@ -126,9 +126,10 @@ class Trainer:
     ) -> None:
         self._use_config(TrainerConfig(**{name: value for name, value in locals().items() if name != "self"}))
         self.precision = normalize_precision("32-true" if precision is None else precision)
-        self.accelerator = resolve_accelerator(accelerator)
-        self.strategy = create_strategy(strategy, self.accelerator, resolve_devices(self.accelerator, devices),
-                                        num_nodes, self.precision, sync_batchnorm=sync_batchnorm)
+        self.accelerator, device_type = select_accelerator(accelerator)
+        self.device_ids = resolve_devices(device_type, devices)  # the indices this node's processes use
+        self.strategy = create_strategy(strategy, device_type, self.device_ids, num_nodes, self.precision,
+                                        sync_batchnorm=sync_batchnorm)
         self.strategy.trainer = self
         self.profiler = resolve_profiler(profiler)
         self.callbacks, self.loggers = subscribers.assemble(self, callbacks, resolve(self.config)["logger"])
@@ -310,6 +311,10 @@ class Trainer:
             return self.shared_log_dir
         directory = self.logger.log_dir if self.logger is not None else None
         return directory if directory is not None else self.default_root_dir
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.device_ids)
 
     @property
     def progress_bar_callback(self) -> ProgressBar | None:

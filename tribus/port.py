@@ -71,6 +71,8 @@ _MODULES: dict[str, dict[str, str]] = {
     "utilities.exceptions": {"MisconfigurationException": "engineering:MisconfigurationError"},
     "utilities.types": {"LRSchedulerConfig": "engineering:LRSchedulerConfig"},
     "strategies": _STRATEGIES,
+    "accelerators": {name: f"engineering:{name}" for name in (
+        "Accelerator", "CPUAccelerator", "CUDAAccelerator", "MPSAccelerator", "XLAAccelerator")},
     "profilers": _PROFILERS,
     "core": {"LightningModule": "research:LightningModule", "LightningDataModule": "research:LightningDataModule"},
     "core.module": {"LightningModule": "research:LightningModule"},

@@ -107,8 +107,11 @@ def test_usage_without_a_script(tmp_path):
 def test_the_api_names_lightning_programs_import_resolve_to_tribus(tmp_path):
     result = run_port(tmp_path, """
         from lightning.pytorch.callbacks import BasePredictionWriter
-        import auxiliary
+        from lightning.pytorch.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator
+        import auxiliary, engineering
         assert BasePredictionWriter is auxiliary.BasePredictionWriter
+        assert (Accelerator, CPUAccelerator, CUDAAccelerator) == (engineering.Accelerator, engineering.CPUAccelerator,
+                                                                  engineering.CUDAAccelerator)
         print("resolved")
     """)
     assert result.returncode == 0, result.stderr
