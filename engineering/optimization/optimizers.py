@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +43,7 @@ class LightningOptimizer:
         self._optimizer = optimizer
         self._trainer = weakref.ref(trainer) if trainer is not None else lambda: None
         self.zero_grad = optimizer.zero_grad  # the optimizer's own, with no wrapper call: it runs every step
-        self.__class__ = type(f"Lightning{type(optimizer).__name__}", (LightningOptimizer, type(optimizer)), {})
+        self.__class__ = _wrapper_class(type(optimizer))
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -88,6 +89,22 @@ class LightningOptimizer:
         result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
         trainer.progress.global_step += 1
         return result
+
+
+@functools.cache
+def _wrapper_class(optimizer_type: type) -> type:
+    """``Lightning<Optimizer>``: a LightningOptimizer that is also an ``optimizer_type``, whose public methods act on
+    the wrapped optimizer (Lightning's wrapper would run them on itself: ``load_state_dict`` would not reach it)."""
+
+    def delegate(name: str) -> Callable[..., Any]:
+        def call(self: LightningOptimizer, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.optimizer, name)(*args, **kwargs)
+
+        return call
+
+    methods = {name: delegate(name) for name in dir(optimizer_type)
+               if not name.startswith("_") and callable(getattr(optimizer_type, name)) and not hasattr(LightningOptimizer, name)}
+    return type(f"Lightning{optimizer_type.__name__}", (LightningOptimizer, optimizer_type), methods)
 
 
 def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[LRSchedulerConfig]]:

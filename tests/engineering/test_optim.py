@@ -471,3 +471,15 @@ def test_a_lightning_optimizer_built_without_a_trainer_steps_its_optimizer():
     optimizer.zero_grad()
     assert parameter.grad is None
     assert optimizer.step(closure=lambda: torch.tensor(3.0)) == torch.tensor(3.0)
+
+
+def test_the_optimizers_methods_called_on_its_wrapper_act_on_the_optimizer():
+    parameter = nn.Parameter(torch.ones(2))
+    inner = torch.optim.SGD([parameter], lr=0.1)
+    optimizer = LightningOptimizer(inner)
+    state = inner.state_dict()
+    state["param_groups"][0]["lr"] = 0.5
+    optimizer.load_state_dict(state)
+    optimizer.add_param_group({"params": [nn.Parameter(torch.ones(1))]})
+    assert [group["lr"] for group in inner.param_groups] == [0.5, 0.1]  # the new group takes the defaults
+    assert optimizer.state_dict()["param_groups"][0]["lr"] == 0.5
