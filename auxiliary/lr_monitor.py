@@ -19,7 +19,9 @@ class LearningRateMonitor(Callback):
     Names follow Lightning: ``lr-Adam``, ``lr-Adam-1`` for a second Adam, ``lr-Adam/pg2`` for a second
     parameter group (or the group's ``name``), the scheduler's ``name`` when it has one; ``-momentum``
     and ``-weight_decay`` are appended for ``log_momentum`` and ``log_weight_decay``. Step values go out
-    every ``log_every_n_steps``, as the module's own; the values logged are kept in ``lrs``.
+    every ``log_every_n_steps``, as the module's own; the values logged are kept in ``lrs``, and the last
+    momentum and weight decay of each group in ``last_momentum_values`` and ``last_weight_decay_values``
+    (``None`` until logged).
 
     Args:
         logging_interval: ``"step"``, ``"epoch"``, or ``None``: each optimizer at its scheduler's interval,
@@ -43,6 +45,8 @@ class LearningRateMonitor(Callback):
         self.log_momentum = log_momentum
         self.log_weight_decay = log_weight_decay
         self.lrs: dict[str, list[float]] = {}
+        self.last_momentum_values: dict[str, float | None] = {}
+        self.last_weight_decay_values: dict[str, float | None] = {}
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         require_logger(trainer, "LearningRateMonitor")
@@ -51,6 +55,8 @@ class LearningRateMonitor(Callback):
             warnings.warn("LearningRateMonitor(log_momentum=True): some optimizers have no momentum; "
                           "0 is logged for them.", RuntimeWarning, stacklevel=2)
         self.lrs = {name: [] for _, names, _ in named for name in names}
+        self.last_momentum_values = {f"{name}-momentum": None for name in self.lrs}
+        self.last_weight_decay_values = {f"{name}-weight_decay": None for name in self.lrs}
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.logging_interval != "epoch" and logging_due(trainer):
@@ -72,8 +78,10 @@ class LearningRateMonitor(Callback):
                 self.lrs.setdefault(name, []).append(stats[name])
                 if self.log_momentum:
                     stats[f"{name}-momentum"] = float(_momentum(optimizer, group))
+                    self.last_momentum_values[f"{name}-momentum"] = stats[f"{name}-momentum"]
                 if self.log_weight_decay:
                     stats[f"{name}-weight_decay"] = float(group.get("weight_decay", 0.0))
+                    self.last_weight_decay_values[f"{name}-weight_decay"] = stats[f"{name}-weight_decay"]
         device = trainer.strategy.root_device
         trainer.callback_metrics.update({name: torch.tensor(value, device=device) for name, value in stats.items()})
         return stats

@@ -15,6 +15,7 @@ import io
 import os
 import pstats
 import time
+from collections import defaultdict
 from typing import Any
 
 from auxiliary.ranks import global_rank
@@ -64,7 +65,8 @@ class SimpleProfiler(ReportingProfiler):
     """Count, mean and total wall time per action, and its share of the run; slowest actions first.
 
     ``extended=False`` leaves out the count and percentage columns. Starting an action that is already
-    running is an error: each action is timed once at a time.
+    running is an error: each action is timed once at a time. ``recorded_durations`` maps each action to
+    the seconds of each of its calls in the current (or last) run.
 
     Args:
         dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
@@ -84,13 +86,13 @@ class SimpleProfiler(ReportingProfiler):
         super().__init__(dirpath, filename)
         self.extended = extended
         self._running: dict[str, float] = {}
-        self._totals: dict[str, list[float]] = {}  # action → [calls, total seconds]
+        self.recorded_durations: defaultdict[str, list[float]] = defaultdict(list)  # action → seconds of each call
         self._started = time.perf_counter()
 
     def setup(self, stage: str, log_dir: str | None) -> None:
         super().setup(stage, log_dir)
         self._running.clear()
-        self._totals.clear()
+        self.recorded_durations.clear()
         self._started = time.perf_counter()
 
     def start(self, action: str) -> None:
@@ -103,11 +105,7 @@ class SimpleProfiler(ReportingProfiler):
         started = self._running.pop(action, None)
         if started is None:
             raise ValueError(f"SimpleProfiler: {action!r} stopped but never started; call start({action!r}) first.")
-        totals = self._totals.get(action)
-        if totals is None:
-            totals = self._totals[action] = [0, 0.0]
-        totals[0] += 1
-        totals[1] += ended - started
+        self.recorded_durations[action].append(ended - started)
 
     def durations(self) -> dict[str, tuple[int, float]]:
         """What was measured so far in this run.
@@ -115,11 +113,11 @@ class SimpleProfiler(ReportingProfiler):
         Returns:
             ``{action: (calls, total seconds)}``, e.g. ``{"data_fetch": (100, 0.31)}``.
         """
-        return {action: (int(calls), total) for action, (calls, total) in self._totals.items()}
+        return {action: (len(durations), sum(durations)) for action, durations in self.recorded_durations.items()}
 
     def summary(self) -> str:
         """The report: a table of actions, slowest total first; ``""`` when nothing was measured."""
-        if not self._totals:
+        if not self.recorded_durations:
             return ""
         elapsed = time.perf_counter() - self._started
         header = ["Action", "Mean duration (s)", "Total time (s)"]
@@ -132,8 +130,8 @@ class SimpleProfiler(ReportingProfiler):
                 row = [action, f"{total / calls:.5g}", str(calls), f"{total:.5g}", f"{100 * total / elapsed:.3g}"]
             rows.append(row)
         if self.extended:
-            calls = sum(calls for calls, _ in self._totals.values())
-            rows.insert(0, ["Total", "-", f"{int(calls)}", f"{elapsed:.5g}", "100"])
+            calls = sum(len(durations) for durations in self.recorded_durations.values())
+            rows.insert(0, ["Total", "-", f"{calls}", f"{elapsed:.5g}", "100"])
         widths = [max(len(row[column]) for row in [header] + rows) for column in range(len(header))]
         rule = "-" * (sum(widths) + 3 * (len(widths) - 1))
         lines = [self._title(), rule, " | ".join(cell.ljust(width) for cell, width in zip(header, widths)), rule]
@@ -146,6 +144,7 @@ class AdvancedProfiler(ReportingProfiler):
 
     ``line_count_restriction`` is how many functions per action (an int), or a fraction of them (a float
     in (0, 1]). ``dump_stats=True`` also writes each action's raw ``.prof`` file next to the report.
+    ``profiled_actions`` maps each action to its ``cProfile.Profile``.
 
     Args:
         dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
@@ -161,25 +160,25 @@ class AdvancedProfiler(ReportingProfiler):
         super().__init__(dirpath, filename)
         self.line_count_restriction = line_count_restriction
         self.dump_stats = dump_stats
-        self._profiles: dict[str, cProfile.Profile] = {}
+        self.profiled_actions: dict[str, cProfile.Profile] = {}  # kept until the next run starts
         self._stack: list[cProfile.Profile] = []
 
     def setup(self, stage: str, log_dir: str | None) -> None:
         super().setup(stage, log_dir)
-        self._profiles.clear()
+        self.profiled_actions.clear()
 
     def start(self, action: str) -> None:
         # One cProfile runs at a time: the outer action pauses while an inner one is measured.
         if self._stack:
             self._stack[-1].disable()
-        profile = self._profiles.get(action)
+        profile = self.profiled_actions.get(action)
         if profile is None:
-            profile = self._profiles[action] = cProfile.Profile()
+            profile = self.profiled_actions[action] = cProfile.Profile()
         self._stack.append(profile)
         profile.enable()
 
     def stop(self, action: str) -> None:
-        profile = self._profiles.get(action)
+        profile = self.profiled_actions.get(action)
         if profile is None or profile not in self._stack:
             raise ValueError(f"AdvancedProfiler: {action!r} stopped but never started; call start({action!r}) first.")
         profile.disable()
@@ -188,10 +187,10 @@ class AdvancedProfiler(ReportingProfiler):
             self._stack[-1].enable()
 
     def summary(self) -> str:
-        if not self._profiles:
+        if not self.profiled_actions:
             return ""
         sections = [self._title()]
-        for action, profile in self._profiles.items():
+        for action, profile in self.profiled_actions.items():
             if self.dump_stats:
                 path = self.output_path(suffix=f"-{_safe(action)}.prof")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -217,7 +216,8 @@ class PyTorchProfiler(ReportingProfiler):
     arguments, e.g. ``record_shapes=True``) counts batches. Without one, the whole run is recorded:
     limit the batches, or pass ``schedule=torch.profiler.schedule(wait=1, warmup=1, active=3)``.
     ``export_to_chrome`` writes ``<dir>/<stage>-<filename>-trace<N>.json``, openable in
-    chrome://tracing or Perfetto. torch.profiler is imported only when profiling starts.
+    chrome://tracing or Perfetto. ``function_events`` is the recorded ``EventList`` once the run ends.
+    torch.profiler is imported only when profiling starts.
 
     Args:
         dirpath: Where the report goes; the logger's ``log_dir`` when ``None`` (the working directory
@@ -251,11 +251,11 @@ class PyTorchProfiler(ReportingProfiler):
         self.trace_paths: list[str] = []
         self._profiler: Any = None
         self._ranges: dict[str, Any] = {}
-        self._events: Any = None
+        self.function_events: Any = None  # torch.profiler's EventList once a recording ends
 
     def setup(self, stage: str, log_dir: str | None) -> None:
         super().setup(stage, log_dir)
-        self._events = None
+        self.function_events = None
 
     def start(self, action: str) -> None:
         import torch.profiler
@@ -277,10 +277,10 @@ class PyTorchProfiler(ReportingProfiler):
     def summary(self) -> str:
         """The report: the operator table, sorted by ``sort_by_key``; ``""`` when nothing was recorded."""
         self._finish()
-        if not self._events:
+        if not self.function_events:
             return ""
         sort_by = self.sort_by_key or ("cuda_time_total" if _records_cuda(self.profiler_kwargs) else "cpu_time_total")
-        table = self._events.key_averages().table(sort_by=sort_by, row_limit=self.row_limit)
+        table = self.function_events.key_averages().table(sort_by=sort_by, row_limit=self.row_limit)
         return "\n".join([self._title(), table])
 
     def teardown(self, stage: str) -> None:
@@ -293,7 +293,7 @@ class PyTorchProfiler(ReportingProfiler):
         if self._profiler is not None:
             profiler, self._profiler = self._profiler, None
             profiler.__exit__(None, None, None)
-            self._events = profiler.events()
+            self.function_events = profiler.events()
 
     def _trace_ready(self, profiler: Any) -> None:
         if not self.export_to_chrome:

@@ -10,33 +10,31 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-from engineering import Callback
+from engineering import ProgressBar
 
 
-class ProgressBar(Callback):
-    """The base every progress bar shares; ``get_metrics`` is what a bar shows next to the count.
+class _TqdmReference:
+    """A tqdm bar of ``TQDMProgressBar`` by Lightning's name; reading one that is not open is a ``TypeError``, as
+    in Lightning. Setting it makes the given tqdm bar the one drawn."""
 
-    Subclass it for a bar of your own: a Trainer given any ``ProgressBar`` in ``callbacks`` does not add
-    the default ``TQDMProgressBar``.
-    """
+    def __init__(self, slot: str, stages: tuple[str, ...]) -> None:
+        self.slot, self.stages = slot, stages
 
-    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-        """What the bar shows next to the count; override it to add, rename or hide values.
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
 
-        Args:
-            trainer: The Trainer running.
-            pl_module: The module it trains.
+    def __get__(self, progress: Any, owner: type) -> Any:
+        if progress is None:
+            return self
+        bar = getattr(progress, self.slot)
+        if not isinstance(bar, _TerminalBar) or (self.stages and progress._eval_stage not in self.stages):
+            raise TypeError(f"The `{type(progress).__name__}._{self.name}` reference has not been set yet.")
+        return bar.tqdm
 
-        Returns:
-            ``v_num`` (the logger's version, when there is a logger), then every metric logged with
-            ``prog_bar=True``, as floats read from the device in one transfer.
-        """
-        metrics: dict[str, Any] = {}
-        version = trainer.logger.version if trainer.logger is not None else None
-        if version is not None:
-            metrics["v_num"] = version
-        metrics.update(trainer.progress_bar_metrics)
-        return metrics
+    def __set__(self, progress: Any, bar: Any) -> None:
+        setattr(progress, self.slot, _TerminalBar(bar, progress.stream, progress.metrics_interval))
+        if self.stages:
+            progress._eval_stage = self.stages[-1]
 
 
 class TQDMProgressBar(ProgressBar):
@@ -79,7 +77,13 @@ class TQDMProgressBar(ProgressBar):
         self._stream = stream
         self._train_bar: _TerminalBar | _LineBar | None = None
         self._eval_bar: _TerminalBar | _LineBar | None = None
-        self._eval_done = 0
+        self._eval_done, self._eval_stage = 0, ""
+        self._placement: dict[str, Any] = {"desc": "", "total": None, "position": 2 * process_position, "leave": True}
+
+    train_progress_bar = _TqdmReference("_train_bar", ())
+    val_progress_bar = _TqdmReference("_eval_bar", ("Sanity Checking", "Validation"))
+    test_progress_bar = _TqdmReference("_eval_bar", ("Testing",))
+    predict_progress_bar = _TqdmReference("_eval_bar", ("Predicting",))
 
     @property
     def stream(self) -> Any:
@@ -165,11 +169,45 @@ class TQDMProgressBar(ProgressBar):
         return _LineBar(description, count, self.stream, self.line_interval, last_line)
 
     def terminal_bar(self, description: str, count: int | None, nested: bool, leave: bool) -> Any:
-        """The bar drawn on a terminal (a tqdm bar); a subclass draws another, with ``due``, ``show``, ``finish``,
-        ``restart`` and ``close`` as ``_TerminalBar`` has them."""
+        """The bar drawn on a terminal: the tqdm bar of the ``init_*_tqdm`` method for its stage; a subclass
+        draws another, with ``advance``, ``finish``, ``restart`` and ``close`` as ``_TerminalBar`` has them."""
         # Lightning's layout: two rows per process, the validation bar under the training bar.
-        position = 2 * self.process_position + int(nested)
-        return _TerminalBar(description, count, self.stream, position, leave, self.metrics_interval)
+        self._placement = {"desc": description, "total": count, "position": 2 * self.process_position + int(nested),
+                           "leave": leave}
+        init = {"Sanity Checking": self.init_sanity_tqdm, "Validation": self.init_validation_tqdm,
+                "Testing": self.init_test_tqdm, "Predicting": self.init_predict_tqdm}.get(description, self.init_train_tqdm)
+        bar = init()
+        if bar.total != count:  # a bar the user built knows neither
+            bar.reset(total=count)
+        if bar.desc != description:
+            bar.set_description_str(description, refresh=False)
+        return _TerminalBar(bar, self.stream, self.metrics_interval)
+
+    def init_train_tqdm(self) -> Any:
+        """The tqdm bar for training; override it to customise the bar (its total and description are set after)."""
+        return self._tqdm()
+
+    def init_sanity_tqdm(self) -> Any:
+        """The tqdm bar for the sanity check."""
+        return self._tqdm()
+
+    def init_validation_tqdm(self) -> Any:
+        """The tqdm bar for validation (under the training bar during fit)."""
+        return self._tqdm()
+
+    def init_test_tqdm(self) -> Any:
+        """The tqdm bar for testing."""
+        return self._tqdm()
+
+    def init_predict_tqdm(self) -> Any:
+        """The tqdm bar for predicting."""
+        return self._tqdm()
+
+    def _tqdm(self) -> Any:
+        from tqdm import tqdm
+
+        # The width is set by the bar's layout, not tqdm's dynamic_ncols, which cannot see COLUMNS.
+        return tqdm(file=self.stream, smoothing=0, **self._placement)
 
     def _advance(self, bar: _TerminalBar | _LineBar | None, done: int,
                  read_metrics: Callable[[], dict[str, Any]]) -> None:
@@ -179,7 +217,7 @@ class TQDMProgressBar(ProgressBar):
 
     def _open_eval_bar(self, description: str, counts: list[float], trainer: Any, in_fit: bool) -> None:
         # During fit the bar is transient: the epoch's bar (or line) shows the validation metrics after it.
-        self._eval_done = 0
+        self._eval_done, self._eval_stage = 0, description
         nested = in_fit and not trainer.sanity_checking
         self._eval_bar = self._open_bar(description, sum(counts), trainer, nested=nested, leave=not in_fit,
                                         last_line=not in_fit)
@@ -225,17 +263,12 @@ _GROWTH_MARGIN = 2
 class _TerminalBar:
     """A tqdm bar whose metrics fit the terminal; tqdm is imported only when a terminal shows one."""
 
-    def __init__(self, description: str, total: int | None, stream: Any, position: int, leave: bool,
-                 metrics_interval: float) -> None:
-        from tqdm import tqdm
-
-        self.total = total
+    def __init__(self, bar: Any, stream: Any, metrics_interval: float) -> None:
+        self.tqdm = bar
+        self.total = bar.total
         self.stream = stream
         self.metrics_interval = metrics_interval
         self.read_at = time.monotonic()
-        # The width is set by _lay_out, not tqdm's dynamic_ncols, which cannot see COLUMNS.
-        self.tqdm = tqdm(total=total, desc=description, position=position, leave=leave, file=stream,
-                         smoothing=0)
 
     def restart(self, description: str, total: float) -> None:
         self.total = None if math.isinf(total) else int(total)

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from engineering.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import Preempted
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
@@ -12,6 +13,7 @@ from engineering.loggers import Logger
 from engineering.loop.state import Progress, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import LightningOptimizer, LRSchedulerConfig
 from engineering.profiler import PassThroughProfiler, Profiler
+from engineering.progress_bar import ProgressBar
 from engineering.seed import seed_everything
 from engineering.strategies import ParallelStrategy, SingleDeviceStrategy, Strategy
 from engineering.utilities import cli_lightning_logo
@@ -40,6 +42,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Accelerator",
+    "CPUAccelerator",
+    "CUDAAccelerator",
     "Callback",
     "CheckpointError",
     "DDPStrategy",
@@ -47,6 +52,7 @@ __all__ = [
     "LRSchedulerConfig",
     "LightningOptimizer",
     "Logger",
+    "MPSAccelerator",
     "MisconfigurationError",
     "ModelCheckpoint",
     "OnExceptionCheckpoint",
@@ -55,6 +61,7 @@ __all__ = [
     "Preempted",
     "Profiler",
     "Progress",
+    "ProgressBar",
     "ResumableSampler",
     "RunningStage",
     "SingleDeviceStrategy",
@@ -64,6 +71,7 @@ __all__ = [
     "TrainerState",
     "TrainerStatus",
     "TrainerView",
+    "XLAAccelerator",
     "XLAStrategy",
     "cli_lightning_logo",
     "seed_everything",

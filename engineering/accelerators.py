@@ -1,7 +1,13 @@
-"""Which hardware to run on: ``accelerator`` and ``devices`` resolved to torch devices, in one place."""
+"""Which hardware to run on: ``accelerator`` and ``devices`` resolved to torch devices, in one place.
+
+``trainer.accelerator`` is one of Lightning's accelerator classes (``CPUAccelerator``, ``CUDAAccelerator``,
+``MPSAccelerator``, ``XLAAccelerator``), with their static helpers (``is_available``, ``auto_device_count``,
+``parse_devices``, ``get_parallel_devices``). The Trainer's flag may also be one of them.
+"""
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 from typing import Any
 
@@ -39,7 +45,10 @@ def auto_accelerator() -> str:
 
 
 def resolve_accelerator(accelerator: Any) -> str:
-    """The concrete accelerator name for a Trainer flag value; 'gpu' and 'tpu' are aliases."""
+    """The concrete accelerator name for a Trainer flag value (a name or an ``Accelerator``); 'gpu' and 'tpu' are
+    aliases."""
+    if isinstance(accelerator, Accelerator):
+        accelerator = accelerator.name()
     if not isinstance(accelerator, str) or accelerator.lower() not in ACCELERATORS:
         raise MisconfigurationError(
             f"accelerator={accelerator!r} is not supported; choose one of {list(ACCELERATORS)}."
@@ -115,3 +124,181 @@ def _device_count(accelerator: str) -> int:
 
         return xr.addressable_runtime_device_count()
     return 1
+
+
+class Accelerator(abc.ABC):
+    """The hardware a Trainer runs on, as Lightning describes it; subclass one of the four below to adapt one."""
+
+    def setup_device(self, device: torch.device) -> None:
+        """Prepare ``device`` before the module moves onto it."""
+
+    def setup(self, trainer: Any) -> None:
+        """Called once the Trainer knows its strategy."""
+
+    def teardown(self) -> None:
+        """Release what ``setup_device`` took."""
+
+    def get_device_stats(self, device: Any) -> dict[str, Any]:
+        """Statistics of ``device`` worth logging; none by default."""
+        return {}
+
+    @staticmethod
+    @abc.abstractmethod
+    def parse_devices(devices: Any) -> Any:
+        """The ``devices`` flag in this accelerator's terms."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def get_parallel_devices(devices: Any) -> list[torch.device]:
+        """The torch devices for parsed ``devices``."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def auto_device_count() -> int:
+        """How many devices ``devices="auto"`` uses."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def is_available() -> bool:
+        """Whether this machine has the hardware."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def name() -> str:
+        """The ``accelerator=`` name."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class CPUAccelerator(Accelerator):
+    """The CPU: ``devices`` is a number of processes, each on the one CPU device."""
+
+    def setup_device(self, device: torch.device) -> None:
+        if device.type != "cpu":
+            raise MisconfigurationError(f"Device should be CPU, got {device} instead.")
+
+    @staticmethod
+    def parse_devices(devices: int | str) -> int:
+        if isinstance(devices, str) and devices.strip().isdigit():
+            devices = int(devices)
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices <= 0:
+            raise TypeError("`devices` selected with `CPUAccelerator` should be an int > 0.")
+        return devices
+
+    @staticmethod
+    def get_parallel_devices(devices: int | str) -> list[torch.device]:
+        return [torch.device("cpu")] * CPUAccelerator.parse_devices(devices)
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return 1
+
+    @staticmethod
+    def is_available() -> bool:
+        return True
+
+    @staticmethod
+    def name() -> str:
+        return "cpu"
+
+
+class CUDAAccelerator(Accelerator):
+    """NVIDIA GPUs: ``devices`` is a count, ``-1`` for all, or the indices to use."""
+
+    def setup_device(self, device: torch.device) -> None:
+        if device.type != "cuda":
+            raise MisconfigurationError(f"Device should be GPU, got {device} instead.")
+        torch.cuda.set_device(device)
+
+    def get_device_stats(self, device: Any) -> dict[str, Any]:
+        return torch.cuda.memory_stats(device)
+
+    @staticmethod
+    def parse_devices(devices: int | str | list[int]) -> list[int] | None:
+        """The GPU indices to use; ``None`` for 0 or an empty list, which ask for none."""
+        if devices in (0, "0", []):
+            return None
+        return resolve_devices("cuda", devices)
+
+    @staticmethod
+    def get_parallel_devices(devices: list[int]) -> list[torch.device]:
+        return [torch.device("cuda", index) for index in devices]
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return torch.cuda.device_count()
+
+    @staticmethod
+    def is_available() -> bool:
+        return torch.cuda.device_count() > 0
+
+    @staticmethod
+    def name() -> str:
+        return "cuda"
+
+
+class MPSAccelerator(Accelerator):
+    """Apple silicon's GPU, one device."""
+
+    def setup_device(self, device: torch.device) -> None:
+        if device.type != "mps":
+            raise MisconfigurationError(f"Device should be MPS, got {device} instead.")
+
+    @staticmethod
+    def parse_devices(devices: int | str | list[int]) -> list[int] | None:
+        if devices in (0, "0", []):
+            return None
+        return resolve_devices("mps", devices)
+
+    @staticmethod
+    def get_parallel_devices(devices: int | str | list[int]) -> list[torch.device]:
+        parsed = MPSAccelerator.parse_devices(devices) or []
+        return [torch.device("mps", index) for index in range(len(parsed))]
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return 1
+
+    @staticmethod
+    def is_available() -> bool:
+        return _mps_available()
+
+    @staticmethod
+    def name() -> str:
+        return "mps"
+
+
+class XLAAccelerator(Accelerator):
+    """TPUs (and other XLA devices) through torch_xla, imported only when asked about."""
+
+    @staticmethod
+    def parse_devices(devices: int | str | list[int]) -> int | list[int]:
+        indices = resolve_devices("xla", devices)
+        return indices if isinstance(devices, (list, tuple)) else len(indices)
+
+    @staticmethod
+    def get_parallel_devices(devices: int | list[int]) -> list[torch.device]:
+        indices = range(devices) if isinstance(devices, int) else devices
+        return [torch.device("xla", index) for index in indices]
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return _device_count("xla") if _xla_available() else 0
+
+    @staticmethod
+    def is_available() -> bool:
+        return _xla_available() and XLAAccelerator.auto_device_count() > 0
+
+    @staticmethod
+    def name() -> str:
+        return "tpu"
+
+
+def select_accelerator(flag: Any) -> tuple[Accelerator, str]:
+    """The Trainer's ``accelerator`` flag as an ``Accelerator`` (the one given, or one made for the name), and the
+    name of its device type ("cpu", "cuda", "mps" or "xla")."""
+    name = resolve_accelerator(flag)
+    if isinstance(flag, Accelerator):
+        return flag, name
+    return {"cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator, "xla": XLAAccelerator}[name](), name

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from engineering import events
-from engineering.accelerators import resolve_accelerator, resolve_devices
+from engineering.accelerators import Accelerator, resolve_devices, select_accelerator
 from engineering.bus import subscribers
 from engineering.bus.callback import Callback
 from engineering.checkpointing.checkpoint import build_checkpoint, save_atomically
@@ -33,6 +33,7 @@ from engineering.loop.state import (
 )
 from engineering.optimization.precision import normalize_precision
 from engineering.profiler import Profiler
+from engineering.progress_bar import ProgressBar
 from engineering.strategies import Strategy, create_strategy
 from research import LightningDataModule, LightningModule
 
@@ -43,8 +44,8 @@ class Trainer:
     The descriptions below are also the ``tribus fit --help`` text and the flag table of docs/engineering.md.
 
     Args:
-        accelerator: `"cpu"`, `"gpu"`/`"cuda"`, `"mps"`, `"tpu"`/`"xla"`, or `"auto"` (CUDA if available, then MPS,
-            else the CPU). Asking for one that is not there fails at once, listing what is.
+        accelerator: `"cpu"`, `"gpu"`/`"cuda"`, `"mps"`, `"tpu"`/`"xla"`, `"auto"` (CUDA if available, then MPS,
+            else the CPU), or an `Accelerator` object. Asking for one that is not there fails at once, listing what is.
         strategy: `"auto"` (one device: `single_device`; several: `ddp`; XLA: `xla`), `"single_device"`, `"ddp"`,
             `"ddp_spawn"`, `"ddp_find_unused_parameters_true"`, `"fsdp"`, `"xla"`, or a strategy object.
         devices: a count, `-1` (all), a list of indices, a string `"0,1"`, or `"auto"` (all GPUs; one CPU process).
@@ -109,7 +110,7 @@ class Trainer:
     """
 
     def __init__(
-        self, *, accelerator: str = "auto", strategy: str | Strategy = "auto",
+        self, *, accelerator: str | Accelerator = "auto", strategy: str | Strategy = "auto",
         devices: int | str | list[int] = "auto", num_nodes: int = 1, precision: int | str | None = None,
         logger: Logger | Iterable[Logger] | bool | None = None, callbacks: Callback | list[Callback] | None = None,
         fast_dev_run: bool | int = False, max_epochs: int | None = None, min_epochs: int | None = None,
@@ -129,9 +130,10 @@ class Trainer:
     ) -> None:
         self._use_config(TrainerConfig(**{name: value for name, value in locals().items() if name != "self"}))
         self.precision = normalize_precision("32-true" if precision is None else precision)
-        self.accelerator = resolve_accelerator(accelerator)
-        self.strategy = create_strategy(strategy, self.accelerator, resolve_devices(self.accelerator, devices),
-                                        num_nodes, self.precision, sync_batchnorm=sync_batchnorm)
+        self.accelerator, device_type = select_accelerator(accelerator)
+        self.device_ids = resolve_devices(device_type, devices)  # the indices this node's processes use
+        self.strategy = create_strategy(strategy, device_type, self.device_ids, num_nodes, self.precision,
+                                        sync_batchnorm=sync_batchnorm)
         self.strategy.trainer = self
         self.profiler = resolve_profiler(profiler)
         if detect_anomaly and self.is_global_zero:  # Lightning says the same
@@ -154,6 +156,8 @@ class Trainer:
         # A flag set on the Trainer (a callback scheduling accumulate_grad_batches) is validated like one given.
         if name in RUN_FLAGS and "config" in vars(self):
             self._use_config(TrainerConfig(**{**vars(self.config), name: value}))
+        elif name == "loggers":
+            object.__setattr__(self, name, value if value else [])  # as Lightning: None (or no logger) clears them
         else:
             object.__setattr__(self, name, value)
 
@@ -304,12 +308,24 @@ class Trainer:
     def logger(self) -> Logger | None:
         return self.loggers[0] if self.loggers else None
 
+    @logger.setter
+    def logger(self, logger: Logger | None) -> None:
+        self.loggers = [logger] if logger else []
+
     @property
     def log_dir(self) -> str:
         if self.shared_log_dir is not None:
             return self.shared_log_dir
         directory = self.logger.log_dir if self.logger is not None else None
         return directory if directory is not None else self.default_root_dir
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.device_ids)
+
+    @property
+    def progress_bar_callback(self) -> ProgressBar | None:
+        return next((callback for callback in self.callbacks if isinstance(callback, ProgressBar)), None)
 
     @property
     def checkpoint_callbacks(self) -> list[ModelCheckpoint]:

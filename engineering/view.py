@@ -46,7 +46,9 @@ class TrainerView(Protocol):
     lr_scheduler_configs: list[Any]
     strategy: Any
     precision: str
-    accelerator: str
+    accelerator: Any
+    device_ids: list[int]
+    num_devices: int
     profiler: Any
     # subscribers
     callbacks: list[Any]

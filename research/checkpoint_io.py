@@ -272,13 +272,14 @@ def load_weights(module: nn.Module, state_dict: dict[str, Any], strict: bool = T
         )
 
 
-def init_arguments(cls: type, checkpoint: dict[str, Any], key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The ``__init__`` arguments that rebuild ``cls``: the hyperparameters saved under ``key``, then ``overrides``."""
-    saved = dict(checkpoint.get(key) or {})
+def init_arguments(cls: Any, checkpoint: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``__init__`` arguments that rebuild ``cls`` (a module or datamodule class): the hyperparameters saved
+    under its ``CHECKPOINT_HYPER_PARAMS_KEY``, then ``overrides``."""
+    saved = dict(checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY) or {})
     parameters = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     named = {name for name, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"}
-    container = checkpoint.get("hparams_name" if key == "hyper_parameters" else "datamodule_hparams_name")
+    container = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_NAME)
     if container and container in named:
         saved = {container: saved}  # the old Lightning style: one argument holds every hyperparameter
     arguments = {**saved, **overrides}

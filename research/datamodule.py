@@ -32,6 +32,11 @@ class LightningDataModule(HyperparametersMixin):
         ```
     """
 
+    # Where a checkpoint keeps the datamodule's hyperparameters, under Lightning's keys.
+    CHECKPOINT_HYPER_PARAMS_KEY = "datamodule_hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "datamodule_hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "datamodule_hparams_type"
+
     def __init__(self) -> None:
         self._trainer_ref: weakref.ref | None = None
         self.prepare_data_per_node: bool = True
@@ -95,7 +100,7 @@ class LightningDataModule(HyperparametersMixin):
             The datamodule.
         """
         checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only)
-        datamodule = cls(**init_arguments(cls, checkpoint, "datamodule_hyper_parameters", overrides))
+        datamodule = cls(**init_arguments(cls, checkpoint, overrides))
         if cls.__qualname__ in checkpoint:
             datamodule.load_state_dict(checkpoint[cls.__qualname__])
         return datamodule

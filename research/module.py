@@ -52,6 +52,11 @@ class LightningModule(ExportMixin, HyperparametersMixin, StepHooks, ModuleHooks,
         ```
     """
 
+    # Where a checkpoint keeps the hyperparameters, under Lightning's keys.
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer_ref: weakref.ref | None = None
@@ -176,7 +181,7 @@ class LightningModule(ExportMixin, HyperparametersMixin, StepHooks, ModuleHooks,
                 what to do.
         """
         checkpoint = load_checkpoint(checkpoint_path, map_location, weights_only)
-        model = cls(**init_arguments(cls, checkpoint, "hyper_parameters", overrides))
+        model = cls(**init_arguments(cls, checkpoint, overrides))
         model.configure_model()
         model.on_load_checkpoint(checkpoint)
         load_weights(model, checkpoint["state_dict"], strict=strict)

@@ -30,7 +30,7 @@ _CALLBACKS = {
     "OnExceptionCheckpoint": "engineering:OnExceptionCheckpoint", "EarlyStopping": "auxiliary:EarlyStopping",
     "LearningRateMonitor": "auxiliary:LearningRateMonitor", "DeviceStatsMonitor": "auxiliary:DeviceStatsMonitor",
     "ModelSummary": "auxiliary:ModelSummary", "ProgressBar": "auxiliary:ProgressBar",
-    "TQDMProgressBar": "auxiliary:TQDMProgressBar",
+    "TQDMProgressBar": "auxiliary:TQDMProgressBar", "BasePredictionWriter": "auxiliary:BasePredictionWriter",
 }
 _LOGGERS = {
     "Logger": "engineering:Logger", "CSVLogger": "auxiliary:CSVLogger", "TensorBoardLogger": "auxiliary:TensorBoardLogger",
@@ -71,6 +71,8 @@ _MODULES: dict[str, dict[str, str]] = {
     "utilities.exceptions": {"MisconfigurationException": "engineering:MisconfigurationError"},
     "utilities.types": {"LRSchedulerConfig": "engineering:LRSchedulerConfig"},
     "strategies": _STRATEGIES,
+    "accelerators": {name: f"engineering:{name}" for name in (
+        "Accelerator", "CPUAccelerator", "CUDAAccelerator", "MPSAccelerator", "XLAAccelerator")},
     "profilers": _PROFILERS,
     "core": {"LightningModule": "research:LightningModule", "LightningDataModule": "research:LightningDataModule"},
     "core.module": {"LightningModule": "research:LightningModule"},

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +67,22 @@ class VersionedDirectoryLogger(Logger):
         return os.path.join(self.root_dir, version)
 
     def save_hparams(self) -> None:
-        """Write hparams.yaml; values YAML cannot hold are written as their repr."""
+        """Write hparams.yaml as Lightning does: every value YAML can represent (objects as tagged ``!!python``
+        nodes, an Enum as its name); a value it cannot is left out with a warning, and kept as its type's name."""
         os.makedirs(self.log_dir, exist_ok=True)
-        with open(os.path.join(self.log_dir, "hparams.yaml"), "w") as file:
-            yaml.safe_dump({key: _plain(value) for key, value in self.hparams.items()}, file)
+        writable = {}
+        for key, value in self.hparams.items():
+            value = value.name if isinstance(value, Enum) else value
+            try:
+                yaml.dump(value)
+            except (TypeError, ValueError):
+                warnings.warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.",
+                              stacklevel=2)
+                self.hparams[key] = type(value).__name__
+            else:
+                writable[key] = value
+        with open(os.path.join(self.log_dir, "hparams.yaml"), "w", newline="") as file:
+            yaml.dump(writable, file)
 
 
 def as_dict(params: Mapping[str, Any] | argparse.Namespace) -> dict[str, Any]:
@@ -81,12 +95,3 @@ def _next_version(root: Path) -> int:
                 if (match := re.fullmatch(r"version_(\d+)", entry.name))]
     return max(versions) + 1 if versions else 0
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return repr(value)

@@ -64,13 +64,11 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         **lightning_keys(progress, module.automatic_optimization, trainer.accumulate_grad_batches,
                          trainer.num_training_batches),
     }
-    if module.hparams:
-        checkpoint["hparams_name"] = "kwargs"
-        checkpoint["hyper_parameters"] = dict(module.hparams)
+    for owner in (module, datamodule):
+        if owner is not None and owner.hparams:
+            checkpoint[owner.CHECKPOINT_HYPER_PARAMS_NAME] = "kwargs"
+            checkpoint[owner.CHECKPOINT_HYPER_PARAMS_KEY] = dict(owner.hparams)
     if datamodule is not None:
-        if datamodule.hparams:
-            checkpoint["datamodule_hparams_name"] = "kwargs"
-            checkpoint["datamodule_hyper_parameters"] = dict(datamodule.hparams)
         state = datamodule.state_dict()
         if state:
             checkpoint[type(datamodule).__qualname__] = state

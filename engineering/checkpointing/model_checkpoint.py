@@ -219,6 +219,16 @@ class ModelCheckpoint(Callback):
         return os.path.join(self.dirpath, name) if self.dirpath else name
 
     # -- state ---------------------------------------------------------------------------------
+    def to_yaml(self, filepath: str | os.PathLike | None = None) -> None:
+        """Write ``best_k_models`` (path: score as a float) as YAML, to ``<dirpath>/best_k_models.yaml`` by default."""
+        if filepath is None and not self.dirpath:
+            raise AssertionError("ModelCheckpoint.to_yaml() needs a filepath until fit has set dirpath.")
+        import yaml
+
+        path = filepath if filepath is not None else os.path.join(self.dirpath, "best_k_models.yaml")
+        with open(path, "w") as file:
+            yaml.dump({path: score.item() for path, score in self.best_k_models.items()}, file)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor, "best_model_score": self.best_model_score, "best_model_path": self.best_model_path,

@@ -11,6 +11,7 @@ from typing import Any
 from engineering.bus.callback import overrides
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import TrainerFn
+from engineering.utilities import is_picklable
 from research import LightningModule
 
 _EVALUATION_STEPS = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING: "test_step"}
@@ -21,6 +22,15 @@ def require_evaluation_step(fn: TrainerFn, model: Any) -> None:
     step = _EVALUATION_STEPS.get(fn)
     if step is not None and not overrides(type(model), LightningModule, step):
         raise MisconfigurationError(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
+
+
+def drop_unpicklable_hyperparameters(model: Any) -> None:
+    """A hyperparameter pickle cannot write (a lambda, a lock) would break every checkpoint: removed from
+    ``model.hparams`` with Lightning's warning, as its run does first. ``hparams_initial`` (what loggers get) keeps it."""
+    for name in [name for name, value in model.hparams.items() if not is_picklable(value)]:
+        _warn(f"Attribute '{name}' removed from hparams because it cannot be pickled. You can suppress this warning by"
+              f" setting `self.save_hyperparameters(ignore=['{name}'])`.")
+        del model.hparams[name]
 
 
 def validation_step_missing(model: Any) -> bool:

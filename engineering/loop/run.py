@@ -32,6 +32,7 @@ from engineering.loop import advice, evaluation, fit
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
+from engineering.utilities import rank_zero_only
 from research import LightningDataModule, LightningModule
 from research.checkpoint_io import load_weights
 
@@ -44,6 +45,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
     advice.require_evaluation_step(fn, model)
+    advice.drop_unpicklable_hyperparameters(model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
@@ -58,6 +60,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     try:
         trainer.strategy.setup_environment()
         if trainer.world_size > 1:  # every rank writes where rank 0's logger says
+            rank_zero_only.rank = trainer.global_rank  # as Lightning's strategies: @rank_zero_only follows the job
             trainer.shared_log_dir = trainer.strategy.broadcast(trainer.log_dir)
         add_module_callbacks(trainer, model)
         trainer.hooks = HookRunner(trainer, model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -32,12 +33,17 @@ class LRSchedulerConfig:
 
 
 class LightningOptimizer:
-    """Wraps an optimizer so that ``step`` runs the hooks, the precision's step and counts global_step."""
+    """Wraps an optimizer so that ``step`` runs the hooks, the precision's step and counts global_step.
 
-    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any) -> None:
+    As in Lightning, the wrapper is an instance of the wrapped optimizer's class (``isinstance(opt, SGD)``).
+    Built without a ``trainer``, ``step`` is the optimizer's own.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any = None) -> None:
         self._optimizer = optimizer
-        self._trainer = weakref.ref(trainer)
+        self._trainer = weakref.ref(trainer) if trainer is not None else lambda: None
         self.zero_grad = optimizer.zero_grad  # the optimizer's own, with no wrapper call: it runs every step
+        self.__class__ = _wrapper_class(type(optimizer))
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -61,6 +67,8 @@ class LightningOptimizer:
         """Run ``closure`` (forward + backward), on_before_optimizer_step, clipping, then the step; count it in
         ``global_step``. Manual optimization calls this; so does an overridden ``optimizer_step``."""
         trainer = self._trainer()
+        if trainer is None:
+            return self._optimizer.step(closure, **kwargs) if closure is not None else self._optimizer.step(**kwargs)
         module = trainer.lightning_module
         automatic = module.automatic_optimization
         # The default hook clips only when gradient_clip_val is set: without either, skip the call.
@@ -81,6 +89,22 @@ class LightningOptimizer:
         result = trainer.strategy.optimizer_step(self._optimizer, closure_then_clip, **kwargs)
         trainer.progress.global_step += 1
         return result
+
+
+@functools.cache
+def _wrapper_class(optimizer_type: type) -> type:
+    """``Lightning<Optimizer>``: a LightningOptimizer that is also an ``optimizer_type``, whose public methods act on
+    the wrapped optimizer (Lightning's wrapper would run them on itself: ``load_state_dict`` would not reach it)."""
+
+    def delegate(name: str) -> Callable[..., Any]:
+        def call(self: LightningOptimizer, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.optimizer, name)(*args, **kwargs)
+
+        return call
+
+    methods = {name: delegate(name) for name in dir(optimizer_type)
+               if not name.startswith("_") and callable(getattr(optimizer_type, name)) and not hasattr(LightningOptimizer, name)}
+    return type(f"Lightning{optimizer_type.__name__}", (LightningOptimizer, optimizer_type), methods)
 
 
 def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[LRSchedulerConfig]]:

@@ -90,3 +90,15 @@ def test_without_a_logger_it_names_the_fix(tmp_path):
 def test_a_bad_interval_names_the_choices():
     with pytest.raises(MisconfigurationError, match="use 'step', 'epoch' or None"):
         LearningRateMonitor(logging_interval="batch")
+
+
+def test_the_last_momentum_and_weight_decay_values_are_kept_by_name(tmp_path):
+    logged_both, logged_none = LearningRateMonitor(log_momentum=True, log_weight_decay=True), LearningRateMonitor()
+    for monitor in (logged_both, logged_none):
+        Trainer(max_epochs=1, log_every_n_steps=1, logger=CSVLogger(tmp_path), callbacks=[monitor],
+                default_root_dir=tmp_path,
+                **NO_EXTRAS).fit(Halving(), tiny_loader())
+    assert logged_both.last_momentum_values == {"lr-SGD-momentum": 0.9}
+    assert logged_both.last_weight_decay_values == {"lr-SGD-weight_decay": 0.0}
+    assert logged_none.last_momentum_values == {"lr-SGD-momentum": None}  # as Lightning: named, never logged
+    assert logged_none.last_weight_decay_values == {"lr-SGD-weight_decay": None}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import cProfile
 import json
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from auxiliary import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
 from engineering import Callback
@@ -105,3 +107,19 @@ def test_the_pytorch_profiler_writes_a_chrome_trace_and_an_operator_table(tmp_pa
     assert {"[tribus]training_step", "[tribus]backward", "[tribus]optimizer_step"} <= names
     report = (tmp_path / "fit-torch.txt").read_text()
     assert "FIT Profiler Report" in report and "aten::" in report
+
+
+def test_the_profilers_expose_what_they_recorded_under_lightnings_names(tmp_path):
+    simple, advanced = SimpleProfiler(), AdvancedProfiler()
+    for profiler in (simple, advanced):
+        Trainer(max_epochs=1, profiler=profiler, default_root_dir=tmp_path, **QUIET).fit(TinyModule(), tiny_loader())
+    durations = simple.recorded_durations["training_step"]
+    assert len(durations) == 4 and all(isinstance(duration, float) and duration > 0 for duration in durations)
+    assert isinstance(advanced.profiled_actions["training_step"], cProfile.Profile)
+    pytorch = PyTorchProfiler(dirpath=tmp_path, export_to_chrome=False)
+    assert pytorch.function_events is None
+    Trainer(max_epochs=1, limit_train_batches=2, profiler=pytorch, default_root_dir=tmp_path, **QUIET).fit(
+        TinyModule(), tiny_loader()
+    )
+    assert isinstance(pytorch.function_events, torch.autograd.profiler_util.EventList)
+    assert "[tribus]training_step" in {event.name for event in pytorch.function_events}

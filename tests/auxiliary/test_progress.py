@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from auxiliary import CSVLogger, TQDMProgressBar
-from engineering import Trainer
+from engineering import Callback, Trainer
 from tests.helpers import TinyModule, tiny_loader
 
 NO_EXTRAS = dict(enable_model_summary=False, enable_checkpointing=False)
@@ -253,3 +253,60 @@ def test_off_a_terminal_the_metrics_are_read_only_for_a_printed_line(tmp_path, m
 def test_a_negative_interval_names_the_fix():
     with pytest.raises(ValueError, match="metrics_interval=-1 must be a number of seconds >= 0"):
         TQDMProgressBar(metrics_interval=-1)
+
+
+class CustomBars(TQDMProgressBar):
+    """Overrides init_train_tqdm, as Lightning users do to customise the training bar."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.made: list = []
+
+    def init_train_tqdm(self):
+        from tqdm import tqdm
+
+        bar = tqdm(file=self.stream, ascii=True, leave=True)
+        self.made.append(bar)
+        return bar
+
+
+class BarWatcher(Callback):
+    """Reads the progress bar's tqdm bars by Lightning's names while they are open."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        bar = trainer.progress_bar_callback.train_progress_bar
+        self.seen["train"] = (bar, bar.desc)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.seen["val"] = trainer.progress_bar_callback.val_progress_bar.desc
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.seen["test"] = trainer.progress_bar_callback.test_progress_bar.desc
+
+
+def test_overriding_init_train_tqdm_changes_the_bar_drawn_and_the_bars_are_readable_by_name(tmp_path):
+    bars, watcher = CustomBars(stream=Terminal()), BarWatcher()
+    with pytest.raises(TypeError, match=r"The `CustomBars._train_progress_bar` reference has not been set yet."):
+        bars.train_progress_bar
+    trainer = Trainer(max_epochs=1, callbacks=[bars, watcher], logger=False, default_root_dir=tmp_path, **NO_EXTRAS)
+    trainer.fit(TinyModule(), tiny_loader(), tiny_loader(seed=1))
+    trainer.test(TinyModule(), tiny_loader(), verbose=False)
+    assert len(bars.made) == 1 and watcher.seen["train"] == (bars.made[0], "Epoch 0")
+    assert bars.made[0].total == 4 and bars.made[0].ascii
+    assert (watcher.seen["val"], watcher.seen["test"]) == ("Validation", "Testing")
+    assert "#" in bars.stream.getvalue()  # the ascii bar graph of the user's bar
+    with pytest.raises(TypeError, match="_test_progress_bar` reference has not been set yet"):
+        bars.test_progress_bar  # closed when testing ended
+
+
+def test_a_tqdm_bar_set_by_name_is_the_one_read_back():
+    from tqdm import tqdm
+
+    bars = TQDMProgressBar(stream=Terminal())
+    own = tqdm(file=bars.stream, total=3)
+    bars.train_progress_bar = own
+    bars.val_progress_bar = tqdm(file=bars.stream, total=2)
+    assert bars.train_progress_bar is own and bars.val_progress_bar.total == 2

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import DDPStrategy, Trainer, seed_everything
+from engineering.utilities import rank_zero_only
 from research import LightningDataModule, LightningModule
 
 GLOBAL_BATCH = 8
@@ -89,13 +90,19 @@ class Data(LightningDataModule):
         return DataLoader(TensorDataset(x, y, torch.arange(SAMPLES)), batch_size=self.per_rank_batch, shuffle=False)
 
 
+@rank_zero_only
+def rank_zero_says_yes() -> str:
+    return "yes"
+
+
 def write_results(model: LightningModule, trainer: Trainer, out: Path, name: str, **extra) -> None:
     torch.save(model.state_dict(), out / f"weights.{name}.pt")
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     (out / f"metrics.{name}.json").write_text(json.dumps({
         "metrics": metrics, "world_size": trainer.world_size, "global_step": trainer.global_step,
         "global_rank": trainer.global_rank, "local_rank": trainer.local_rank, "node_rank": trainer.node_rank,
-        "pid": os.getpid(), "ckpt_path": trainer.ckpt_path, "threads": torch.get_num_threads(), **extra,
+        "pid": os.getpid(), "ckpt_path": trainer.ckpt_path, "threads": torch.get_num_threads(),
+        "rank_zero_only_rank": rank_zero_only.rank, "rank_zero_only_ran": rank_zero_says_yes() is not None, **extra,
     }))
 
 

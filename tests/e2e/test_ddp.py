@@ -290,6 +290,8 @@ def test_ranks_know_where_they_sit(launched):
         assert (metrics["world_size"], metrics["global_rank"], metrics["local_rank"], metrics["node_rank"]) == (
             2, rank, rank, 0), metrics
         assert metrics["global_step"] == STEPS
+        # As Lightning's strategies do: rank_zero_only.rank is the global rank, so @rank_zero_only runs on rank 0 only.
+        assert (metrics["rank_zero_only_rank"], metrics["rank_zero_only_ran"]) == (rank, rank == 0), metrics
     assert launched.metrics(0)["pid"] != launched.metrics(1)["pid"], "both ranks ran in one process"
 
 

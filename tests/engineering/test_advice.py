@@ -140,3 +140,19 @@ def test_a_resume_says_it_restored_all_states(tmp_path, capsys):
     Trainer(**fit_options(tmp_path)).validate(TinyModule(), tiny_loader(), ckpt_path=tmp_path / "one.ckpt",
                                               verbose=False)
     assert f"Loaded model weights from the checkpoint at {tmp_path / 'one.ckpt'}" in capsys.readouterr().out
+
+
+class WithCallable(TinyModule):
+    def __init__(self, transform, lr: float = 0.1) -> None:
+        super().__init__(lr)
+        self.save_hyperparameters()
+
+
+def test_an_unpicklable_hyperparameter_is_dropped_with_lightnings_warning_and_checkpoints_still_save(tmp_path):
+    model = WithCallable(lambda x: x)
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **{**QUIET, "enable_checkpointing": True})
+    with pytest.warns(UserWarning, match=r"Attribute 'transform' removed from hparams because it cannot be pickled\. "
+                      r"You can suppress this warning by setting `self.save_hyperparameters\(ignore=\['transform'\]\)`"):
+        trainer.fit(model, tiny_loader())
+    assert dict(model.hparams) == {"lr": 0.1} and set(model.hparams_initial) == {"transform", "lr"}
+    assert torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)["hyper_parameters"] == {"lr": 0.1}

@@ -207,6 +207,30 @@ def test_a_datamodule_is_rebuilt_with_its_hyper_parameters_and_state(tmp_path):
     assert datamodule.hparams.samples == 48 and datamodule.epochs_seen == 5
 
 
+def test_the_hyper_parameter_keys_are_lightnings_class_attributes():
+    assert (TinyModule.CHECKPOINT_HYPER_PARAMS_KEY, TinyModule.CHECKPOINT_HYPER_PARAMS_NAME,
+            TinyModule.CHECKPOINT_HYPER_PARAMS_TYPE) == ("hyper_parameters", "hparams_name", "hparams_type")
+    assert (Numbers.CHECKPOINT_HYPER_PARAMS_KEY, Numbers.CHECKPOINT_HYPER_PARAMS_NAME,
+            Numbers.CHECKPOINT_HYPER_PARAMS_TYPE) == ("datamodule_hyper_parameters", "datamodule_hparams_name",
+                                                      "datamodule_hparams_type")
+
+
+class RenamedKeys(TinyModule):
+    CHECKPOINT_HYPER_PARAMS_KEY = "model_settings"
+    CHECKPOINT_HYPER_PARAMS_NAME = "model_settings_name"
+
+
+def test_checkpoints_write_and_read_the_hyper_parameters_under_the_class_attribute_keys(tmp_path):
+    callback = ModelCheckpoint(dirpath=tmp_path / "checkpoints")
+    Trainer(max_epochs=1, callbacks=[callback], default_root_dir=tmp_path, **{**QUIET, "enable_checkpointing": True}).fit(
+        RenamedKeys(lr=0.4), tiny_loader()
+    )
+    checkpoint = load_checkpoint(callback.best_model_path)
+    assert checkpoint["model_settings"] == {"lr": 0.4} and checkpoint["model_settings_name"] == "kwargs"
+    assert "hyper_parameters" not in checkpoint
+    assert RenamedKeys.load_from_checkpoint(callback.best_model_path).hparams.lr == 0.4
+
+
 # -------------------------------------------------------------------------------------------------
 # A checkpoint written by Lightning 2.6.6
 # -------------------------------------------------------------------------------------------------

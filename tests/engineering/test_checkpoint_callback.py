@@ -84,6 +84,20 @@ def test_top_k_keeps_the_best_files_only(tmp_path):
         "epoch=1-score=0.3.ckpt": 0.3, "epoch=3-score=0.2.ckpt": 0.2}
 
 
+def test_to_yaml_writes_the_best_k_models_and_their_scores(tmp_path):
+    callback = top_two(tmp_path)
+    fit(tmp_path, callback, max_epochs=5)
+    callback.to_yaml()
+    directory = tmp_path / "checkpoints"
+    best, second = (f"{directory / name}: {torch.tensor(score).item()}" for name, score in
+                    (("epoch=1-score=0.3.ckpt", 0.3), ("epoch=3-score=0.2.ckpt", 0.2)))
+    assert (directory / "best_k_models.yaml").read_text() == f"{best}\n{second}\n"
+    callback.to_yaml(tmp_path / "elsewhere.yaml")
+    assert (tmp_path / "elsewhere.yaml").read_text() == f"{best}\n{second}\n"
+    with pytest.raises(AssertionError, match="needs a filepath"):
+        ModelCheckpoint().to_yaml()
+
+
 def test_top_k_bookkeeping_carries_across_a_resume(tmp_path):
     straight = top_two(tmp_path / "straight")
     fit(tmp_path / "straight", straight, max_epochs=5)

@@ -287,7 +287,10 @@ def test_manual_optimization_counts_every_optimizer_step(tmp_path):
 def test_manual_optimization_gets_lightning_optimizers(tmp_path):
     module = GAN()
     trainer(tmp_path, max_epochs=1, limit_train_batches=1).fit(module, loader())
-    assert module.optimizer_types == [LightningOptimizer, LightningOptimizer]
+    # As in Lightning: a LightningOptimizer subclass named after the optimizer, and an instance of the optimizer's class.
+    assert [kind.__name__ for kind in module.optimizer_types] == ["LightningSGD", "LightningSGD"]
+    assert all(issubclass(kind, LightningOptimizer) and issubclass(kind, torch.optim.SGD)
+               for kind in module.optimizer_types)
 
 
 def test_optimizers_without_the_wrapper_are_the_torch_ones(tmp_path):
@@ -456,3 +459,27 @@ def test_tbptt_misconfigurations_fail_at_fit_start(tmp_path, problem):
     with pytest.raises(MisconfigurationError, match=expected[problem]):
         trainer(tmp_path, **flags).fit(module, DataLoader(sequences(), batch_size=3))
     assert module.seen == []
+
+
+def test_a_lightning_optimizer_built_without_a_trainer_steps_its_optimizer():
+    parameter = nn.Parameter(torch.ones(2))
+    optimizer = LightningOptimizer(torch.optim.SGD([parameter], lr=0.1))
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["lr"] == 0.1
+    parameter.grad = torch.ones(2)
+    optimizer.step()
+    assert torch.equal(parameter.detach(), torch.tensor([0.9, 0.9]))
+    optimizer.zero_grad()
+    assert parameter.grad is None
+    assert optimizer.step(closure=lambda: torch.tensor(3.0)) == torch.tensor(3.0)
+
+
+def test_the_optimizers_methods_called_on_its_wrapper_act_on_the_optimizer():
+    parameter = nn.Parameter(torch.ones(2))
+    inner = torch.optim.SGD([parameter], lr=0.1)
+    optimizer = LightningOptimizer(inner)
+    state = inner.state_dict()
+    state["param_groups"][0]["lr"] = 0.5
+    optimizer.load_state_dict(state)
+    optimizer.add_param_group({"params": [nn.Parameter(torch.ones(1))]})
+    assert [group["lr"] for group in inner.param_groups] == [0.5, 0.1]  # the new group takes the defaults
+    assert optimizer.state_dict()["param_groups"][0]["lr"] == 0.5

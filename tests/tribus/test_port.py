@@ -102,3 +102,17 @@ def test_usage_without_a_script(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tribus.port"], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "usage: python -m tribus.port script.py" in result.stdout
+
+
+def test_the_api_names_lightning_programs_import_resolve_to_tribus(tmp_path):
+    result = run_port(tmp_path, """
+        from lightning.pytorch.callbacks import BasePredictionWriter
+        from lightning.pytorch.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator
+        import auxiliary, engineering
+        assert BasePredictionWriter is auxiliary.BasePredictionWriter
+        assert (Accelerator, CPUAccelerator, CUDAAccelerator) == (engineering.Accelerator, engineering.CPUAccelerator,
+                                                                  engineering.CUDAAccelerator)
+        print("resolved")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "resolved" in result.stdout

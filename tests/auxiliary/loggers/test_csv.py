@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 
 import torch
 import yaml
@@ -37,18 +38,41 @@ def test_a_new_key_widens_the_header_and_keeps_earlier_rows(tmp_path):
     logger = CSVLogger(tmp_path)
     logger.log_metrics({"z": 1.0}, step=0)
     logger.log_metrics({"z": 2.0}, step=1)
+    logger.save()
     logger.log_metrics({"b": 3.0}, step=2)
+    logger.save()
     assert read_rows(logger) == [{"step": "0", "z": "1.0", "b": ""}, {"step": "1", "z": "2.0", "b": ""},
                                  {"step": "2", "z": "", "b": "3.0"}]
     # The columns are sorted, as Lightning's metrics.csv has them.
     assert open(logger.metrics_file_path).readline().strip() == "b,step,z"
 
 
+def test_rows_wait_until_a_flush_as_in_lightning(tmp_path):
+    # Lightning 2.6.6 writes exactly these files for the same calls.
+    logger = CSVLogger(tmp_path, flush_logs_every_n_steps=2, prefix="train")
+    logger.log_metrics({"z": 1.0}, step=0)
+    assert not os.path.exists(logger.metrics_file_path) and logger.experiment.metrics == [{"train-z": 1.0, "step": 0}]
+    logger.log_metrics({"z": torch.tensor(2.0)}, step=1)  # (step + 1) % 2 == 0: flushed
+    assert open(logger.metrics_file_path).read() == "step,train-z\n0,1.0\n1,2.0\n"
+    logger.log_metrics({"b": 3.0}, step=2)
+    logger.log_metrics({"b": 4.0})  # no step: the number of rows waiting, 1, so this one flushes too
+    assert open(logger.metrics_file_path).read() == "step,train-b,train-z\n0,,1.0\n1,,2.0\n2,3.0,\n1,4.0,\n"
+    assert logger.experiment.metrics == []
+
+
+def test_the_rows_left_are_written_when_the_run_ends(tmp_path):
+    logger = CSVLogger(tmp_path)  # flush_logs_every_n_steps=100: nothing is flushed during these 4 steps
+    Trainer(max_epochs=1, log_every_n_steps=1, logger=logger, default_root_dir=tmp_path, **NO_EXTRAS).fit(
+        TinyModule(), tiny_loader()
+    )
+    assert [row["step"] for row in read_rows(logger)] == ["0", "1", "2", "3"]
+
+
 def test_hyperparameters_go_to_hparams_yaml(tmp_path):
     logger = CSVLogger(tmp_path, name="runs", version="baseline")
     logger.log_hyperparams(argparse.Namespace(lr=0.05, layers=[1, 2], device=object))
-    saved = yaml.safe_load((tmp_path / "runs" / "baseline" / "hparams.yaml").read_text())
-    assert saved == {"lr": 0.05, "layers": [1, 2], "device": repr(object)}
+    text = (tmp_path / "runs" / "baseline" / "hparams.yaml").read_text()
+    assert text == "device: !!python/name:builtins.object ''\nlayers:\n- 1\n- 2\nlr: 0.05\n"  # Lightning's file
 
 
 def test_hparams_yaml_is_written_when_save_hyperparameters_recorded_nothing(tmp_path):
