@@ -47,6 +47,8 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
     trainer.ckpt_path = str(checkpoint_path) if checkpoint_path is not None else None
+    if fn is TrainerFn.FITTING:
+        _start_fit_progress(trainer, model, checkpoint_path)
     trainer.lightning_module, trainer.datamodule = model, datamodule
     model.trainer = trainer
     if datamodule is not None:
@@ -82,6 +84,15 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         raise
     finally:
         _tear_down(trainer, fn, model, datamodule, previous_settings)
+
+
+def _start_fit_progress(trainer: Any, model: Any, checkpoint_path: Path | None) -> None:
+    """A fit carries on from the Trainer's progress, as in Lightning, but not from an earlier fit's stop request."""
+    progress = trainer.progress
+    progress.should_stop, progress.stop_reason = False, ""
+    earlier = trainer.lightning_module
+    if checkpoint_path is None and earlier is not None and earlier is not model and progress.global_step:
+        advice.fit_continues_for_another_model(trainer, model)
 
 
 def _set_up(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any) -> None:
