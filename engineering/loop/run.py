@@ -24,7 +24,8 @@ import torch
 from engineering import events
 from engineering.bus.runner import HookRunner
 from engineering.bus.subscribers import add_module_callbacks
-from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
+from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, restore
+from engineering.checkpointing.ckpt_path import resolve_checkpoint_path
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
 from engineering.loop import advice, evaluation, fit
