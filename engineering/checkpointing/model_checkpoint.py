@@ -23,10 +23,9 @@ from typing import Any
 import torch
 
 from engineering.bus.callback import Callback
+from engineering.checkpointing.model_checkpoint_rules import TEMPLATE_FIELD, check_arguments, remove_orphans
 from engineering.errors import MisconfigurationError
 from research.checkpoint_io import link_atomically
-
-_TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
 class ModelCheckpoint(Callback):
@@ -57,7 +56,7 @@ class ModelCheckpoint(Callback):
         save_on_train_epoch_end: bool | None = None,
         enable_version_counter: bool = True,
     ) -> None:
-        every_n_train_steps, every_n_epochs = _check_arguments(
+        every_n_train_steps, every_n_epochs = check_arguments(
             mode, save_last, save_top_k, monitor, every_n_train_steps, every_n_epochs, train_time_interval
         )
         self._every_n_train_steps = every_n_train_steps
@@ -111,6 +110,8 @@ class ModelCheckpoint(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_time_checked = time.monotonic()
         self._global_step_seen = trainer.global_step
+        if trainer.ckpt_path is not None and trainer.is_global_zero and self.save_top_k != 0:
+            remove_orphans(self, trainer)  # files a kill left untracked (see model_checkpoint_rules.py)
 
     def listens_to(self, hook: str) -> bool:
         # Saving at epoch or validation ends only (the default) leaves nothing to decide per batch.
@@ -209,7 +210,7 @@ class ModelCheckpoint(Callback):
             label = name + self.CHECKPOINT_EQUALS_CHAR if self.auto_insert_metric_name else ""
             return label + format(metrics.get(name, torch.tensor(0)), spec)
 
-        name = _TEMPLATE_FIELD.sub(fill, template)
+        name = TEMPLATE_FIELD.sub(fill, template)
         if prefix:
             name = self.CHECKPOINT_JOIN_CHAR.join([prefix, name])
         if ver is not None:
@@ -371,30 +372,3 @@ class ModelCheckpoint(Callback):
         if resumed_from is not None and previous_path == Path(resumed_from).absolute():
             return False
         return Path(self.dirpath).absolute() in previous_path.parents
-
-
-def _check_arguments(mode: str, save_last: Any, save_top_k: int, monitor: str | None, every_n_train_steps: int | None,
-                     every_n_epochs: int | None, train_time_interval: Any) -> tuple[int, int]:
-    """Refuse arguments that cannot work together; return (every_n_train_steps, every_n_epochs) with 0 for "never"."""
-    if mode not in ("min", "max"):
-        raise MisconfigurationError(f"ModelCheckpoint(mode={mode!r}): use 'min' or 'max'.")
-    if save_last not in (None, True, False, "link"):
-        raise MisconfigurationError(f"ModelCheckpoint(save_last={save_last!r}): use True, False or 'link'.")
-    if save_top_k < -1:
-        raise MisconfigurationError(f"ModelCheckpoint(save_top_k={save_top_k}): use -1 (all), 0 (none) or more.")
-    if monitor is None and save_top_k not in (-1, 0, 1):
-        raise MisconfigurationError(
-            f"ModelCheckpoint(save_top_k={save_top_k}) ranks checkpoints by a metric: pass monitor='val_loss' "
-            "(or another logged metric), or use save_top_k=1 to keep the latest."
-        )
-    if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
-        every_n_epochs, every_n_train_steps = 1, 0
-    steps, epochs = every_n_train_steps or 0, every_n_epochs or 0
-    if steps < 0 or epochs < 0:
-        raise MisconfigurationError("ModelCheckpoint: every_n_train_steps and every_n_epochs must be >= 0.")
-    if (steps > 0) + (epochs > 0) + (train_time_interval is not None) > 1:
-        raise MisconfigurationError(
-            f"ModelCheckpoint got every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs} "
-            f"and train_time_interval={train_time_interval}; choose one of them."
-        )
-    return steps, epochs
