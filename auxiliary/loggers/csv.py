@@ -16,8 +16,9 @@ class CSVLogger(VersionedDirectoryLogger):
     """Writes ``save_dir/name/version_N/metrics.csv``, one row per ``log_metrics`` call, flushed at once.
 
     Rows are appended; when a new key appears the file is rewritten under the wider header, its columns in
-    sorted order as Lightning writes them, so it always reads back with the csv module or pandas. Hyperparameters go to ``hparams.yaml`` beside it.
-    Only global rank 0 writes.
+    sorted order as Lightning writes them, so it always reads back with the csv module or pandas. Hyperparameters go
+    to ``hparams.yaml`` beside it. Only global rank 0 writes. A full disk or a read-only directory: one warning
+    naming the file and the fix, then no more writes; training goes on.
 
     Args:
         save_dir: The directory that holds every run's logs.
@@ -48,14 +49,7 @@ class CSVLogger(VersionedDirectoryLogger):
             metrics: Metric names and values, already floats.
             step: The value of the ``step`` column (the Trainer passes ``global_step``).
         """
-        row = {"step": step, **metrics}
-        new_columns = [key for key in row if key not in self._columns]
-        if not new_columns:
-            self._write([row], mode="a")
-            return
-        earlier_rows = self._read_rows() if self._columns else []
-        self._columns = sorted(self._columns + new_columns)
-        self._write(earlier_rows + [row], mode="w")
+        self.write_or_stop(lambda: self._append({"step": step, **metrics}), lambda: self.metrics_file_path)
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace) -> None:
@@ -67,6 +61,15 @@ class CSVLogger(VersionedDirectoryLogger):
         """
         self.hparams.update(as_dict(params))
         self.save_hparams()
+
+    def _append(self, row: dict[str, Any]) -> None:
+        new_columns = [key for key in row if key not in self._columns]
+        if not new_columns:
+            self._write([row], mode="a")
+            return
+        earlier_rows = self._read_rows() if self._columns else []
+        self._columns = sorted(self._columns + new_columns)
+        self._write(earlier_rows + [row], mode="w")
 
     def _read_rows(self) -> list[dict[str, str]]:
         with open(self.metrics_file_path, newline="") as file:
