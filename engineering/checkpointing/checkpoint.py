@@ -5,8 +5,9 @@ Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_s
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
 class names, ``loops`` and ``pytorch-lightning_version``) so a Lightning checkpoint loads here and a tribus one
 in Lightning; tribus adds ``format_version``, ``progress`` (the whole ``loop.state.Progress``), ``rng_states``,
-``epoch_rng_states``, ``train_dataloader_state`` and, in a preemption checkpoint, ``preempted_run``. The file format (atomic write, checksum, safe load) is
-``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
+``epoch_rng_states``, ``train_dataloader_state`` and, in a preemption checkpoint, ``preempted_run``. The file
+format (atomic write, checksum, safe load) is ``research.checkpoint_io``; ModelCheckpoint is in
+``checkpointing/model_checkpoint.py``.
 """
 
 from __future__ import annotations

@@ -91,8 +91,8 @@ def fit_continues_for_another_model(trainer: Any, model: Any) -> None:
         return
     progress = trainer.progress
     _warn(f"This Trainer already fitted {type(trainer.lightning_module).__name__} up to epoch {progress.epoch}, "
-          f"global_step {progress.global_step}; fitting a different model ({type(model).__name__}) on it continues from there, not from "
-          "the start. Use a new Trainer to train a new model from scratch.")
+          f"global_step {progress.global_step}; fitting a different model ({type(model).__name__}) on it continues "
+          "from there, not from the start. Use a new Trainer to train a new model from scratch.")
 
 
 def say_resumed(trainer: Any, fn: TrainerFn, checkpoint_path: Any) -> None:

@@ -12,7 +12,8 @@ import pytest
 from engineering import Callback, Trainer
 from helpers import TinyModule, tiny_loader
 
-QUIET_WITH_LOGGER = dict(log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+QUIET_WITH_LOGGER = dict(log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
 
 
 class TermAtStep(Callback):
