@@ -76,9 +76,10 @@ def _check_val_check_interval(trainer: Any, batches: float) -> None:
 
 
 def _warn_about_empty(trainer: Any, found: list[Any], stage: str) -> None:
-    """A loader without batches runs nothing: Lightning's warning, with what to check."""
+    """A loader without batches runs nothing: Lightning's warning, with what to check. An empty list is no loaders
+    at all, as in Lightning, and says nothing."""
     for loader in found:
-        if sized_length(loader) == 0 and trainer.is_global_zero:
+        if not isinstance(loader, (list, tuple)) and sized_length(loader) == 0 and trainer.is_global_zero:
             warnings.warn(
                 f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this was your "
                 f"intention: the {stage} loop runs no batch of it. Check the {stage} dataset and batch_size "

@@ -102,3 +102,11 @@ def test_an_empty_validation_loader_warns_naming_what_to_check(tmp_path):
     assert trainer.global_step == 4
     with pytest.warns(UserWarning, match=r"the validation loop runs no batch"):
         trainer.validate(TinyModule(), empty)
+
+
+def test_an_empty_list_of_validation_loaders_means_none_and_says_nothing(tmp_path):
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit(TinyModule(), tiny_loader(), [])
+    assert trainer.global_step == 4
