@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import importlib.util
+import os
+import warnings
 from typing import Any
 
 import torch
@@ -71,6 +73,17 @@ def resolve_accelerator(accelerator: Any) -> str:
     return name
 
 
+def _warn_about_cpu_processes(processes: int) -> None:
+    """More CPU processes than cores only compete for them (Lightning starts them without a word)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if processes > cores:
+        warnings.warn(
+            f"Trainer(devices={processes}) on the CPU starts {processes} processes, but this process may use "
+            f"{cores} CPU core(s): they compete for the cores and every step is slower. Set devices={cores} or fewer.",
+            UserWarning, stacklevel=4,
+        )
+
+
 def resolve_devices(accelerator: str, devices: Any) -> list[int]:
     """Device indices for ``devices`` (int, -1, 'auto', list of indices, or a string like '0,1')."""
     count = _device_count(accelerator)
@@ -92,6 +105,8 @@ def resolve_devices(accelerator: str, devices: Any) -> list[int]:
             raise MisconfigurationError(
                 f"devices={devices} but only {count} {accelerator} device(s) are available."
             )
+        if accelerator == "cpu":
+            _warn_about_cpu_processes(devices)
         return list(range(devices))
     indices = [int(index) for index in devices]
     missing = [index for index in indices if index >= count or index < 0]

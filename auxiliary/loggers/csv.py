@@ -20,7 +20,8 @@ class CSVLogger(VersionedDirectoryLogger):
     Rows wait in ``experiment.metrics`` and reach the file every ``flush_logs_every_n_steps`` steps (when
     ``(step + 1)`` is a multiple of it), on ``save()``, and when the run ends; after a flush the file reads
     back with the csv module or pandas. When a new key appears the file is rewritten under the wider header,
-    its columns in sorted order as Lightning writes them. Only global rank 0 writes.
+    its columns in sorted order as Lightning writes them. Only global rank 0 writes. A full disk or a read-only
+    directory: one warning naming the file and the fix, then no more writes; training goes on.
 
     Args:
         save_dir: The directory that holds every run's logs.
@@ -67,11 +68,15 @@ class CSVLogger(VersionedDirectoryLogger):
         """
         if self._prefix:
             metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}": value for key, value in metrics.items()}
+        self.write_or_stop(lambda: self._add_row(metrics, step), lambda: self.metrics_file_path)
+
+    def _add_row(self, metrics: dict[str, float], step: int | None) -> None:
+        experiment = self.experiment
         if step is None:
-            step = len(self.experiment.metrics)
-        self.experiment.log_metrics(metrics, step)
+            step = len(experiment.metrics)
+        experiment.log_metrics(metrics, step)
         if (step + 1) % self._flush_logs_every_n_steps == 0:
-            self.save()
+            experiment.save()
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace) -> None:
@@ -87,7 +92,7 @@ class CSVLogger(VersionedDirectoryLogger):
     @rank_zero_only
     def save(self) -> None:
         """Write the waiting rows to ``metrics.csv``."""
-        self.experiment.save()
+        self.write_or_stop(lambda: self.experiment.save(), lambda: self.metrics_file_path)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

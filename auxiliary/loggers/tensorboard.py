@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import os
 import warnings
 from collections.abc import Mapping
@@ -19,7 +21,8 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     ``default_hp_metric`` writes ``hp_metric = -1`` with the hyperparameters, so TensorBoard's HPARAMS tab
     lists the run; log your own ``hp_metric`` to replace it. ``log_graph`` writes the model graph traced
-    from ``example_input_array`` when ``log_graph(model)`` is called. Only global rank 0 writes.
+    from ``example_input_array`` when ``log_graph(model)`` is called. Only global rank 0 writes. A full disk or a
+    read-only directory: one warning naming the file and the fix, then no more writes; training goes on.
 
     Args:
         save_dir: The directory that holds every run's logs.
@@ -62,9 +65,12 @@ class TensorBoardLogger(VersionedDirectoryLogger):
             metrics: Metric names (the scalar's tag) and values, already floats.
             step: The x-axis value (the Trainer passes ``global_step``).
         """
-        writer = self.experiment
-        for name, value in metrics.items():
-            writer.add_scalar(name, value, step)
+        def write() -> None:
+            writer = self.experiment
+            for name, value in metrics.items():
+                writer.add_scalar(name, value, step)
+
+        self.write_or_stop(write, self._event_file)
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any] | argparse.Namespace,
@@ -84,10 +90,9 @@ class TensorBoardLogger(VersionedDirectoryLogger):
             return
         from torch.utils.tensorboard.summary import hparams
 
-        experiment, session_start, session_end = hparams(_flat_primitives(self.hparams), metrics)
-        writer = self.experiment.file_writer
-        for summary in (experiment, session_start, session_end):
-            writer.add_summary(summary)
+        summaries = hparams(_flat_primitives(self.hparams), metrics)
+        self.write_or_stop(lambda: [self.experiment.file_writer.add_summary(summary) for summary in summaries],
+                           self._event_file)
         self.log_metrics(metrics, 0)
 
     @rank_zero_only
@@ -117,20 +122,26 @@ class TensorBoardLogger(VersionedDirectoryLogger):
         with warnings.catch_warnings():
             # add_graph traces with torch.jit.trace, which torch deprecates; nothing a user can act on.
             warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
-            self.experiment.add_graph(model, example)
+            self.write_or_stop(lambda: self.experiment.add_graph(model, example), self._event_file)
 
     @rank_zero_only
     def save(self) -> None:
         """Flush what the writer holds to disk."""
         if self._writer is not None:
-            self._writer.flush()
+            self.write_or_stop(self._writer.flush, self._event_file)
 
     def finalize(self, status: str) -> None:
         """Flush and close the writer; the Trainer calls it when a run ends (``status`` says how)."""
         if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            self.write_or_stop(writer.flush, self._event_file)
+            with contextlib.suppress(OSError):  # a writer that failed raises its error again; it was reported
+                writer.close()
+
+    def _event_file(self) -> str:
+        """The event file being written (tensorboard's writer names it when it starts)."""
+        found = sorted(glob.glob(os.path.join(glob.escape(self.log_dir), "events.out.tfevents.*")))
+        return found[-1] if found else os.path.join(self.log_dir, "events.out.tfevents.*")
 
 
 def _flat_primitives(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from engineering import Logger
 class VersionedDirectoryLogger(Logger):
     """A logger writing under ``save_dir/name/version_N``; N is the next free number unless given.
 
-    A string ``version`` is used as the directory name as it is.
+    A string ``version`` is used as the directory name as it is. When the file system refuses a write (a full
+    disk, a read-only directory), the logger warns once, naming the file and the fix, and writes nothing more:
+    training goes on without it.
 
     Args:
         save_dir: The directory that holds every run's logs.
@@ -34,6 +37,7 @@ class VersionedDirectoryLogger(Logger):
         self._name = name or ""
         self._version = version
         self.hparams: dict[str, Any] = {}
+        self._write_failed = False
 
     @property
     def name(self) -> str:
@@ -69,7 +73,6 @@ class VersionedDirectoryLogger(Logger):
     def save_hparams(self) -> None:
         """Write hparams.yaml as Lightning does: every value YAML can represent (objects as tagged ``!!python``
         nodes, an Enum as its name); a value it cannot is left out with a warning, and kept as its type's name."""
-        os.makedirs(self.log_dir, exist_ok=True)
         writable = {}
         for key, value in self.hparams.items():
             value = value.name if isinstance(value, Enum) else value
@@ -81,8 +84,25 @@ class VersionedDirectoryLogger(Logger):
                 self.hparams[key] = type(value).__name__
             else:
                 writable[key] = value
-        with open(os.path.join(self.log_dir, "hparams.yaml"), "w", newline="") as file:
-            yaml.dump(writable, file)
+        path = os.path.join(self.log_dir, "hparams.yaml")
+
+        def write() -> None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(path, "w", newline="") as file:
+                yaml.dump(writable, file)
+
+        self.write_or_stop(write, lambda: path)
+    def write_or_stop(self, write: Callable[[], Any], path: Callable[[], str]) -> None:
+        """Run ``write``, unless an earlier write failed. An ``OSError`` is not raised: it is reported once, naming
+        the file (``path()`` when the error does not) and the fix, and this logger writes nothing more."""
+        if self._write_failed:
+            return
+        try:
+            write()
+        except OSError as error:
+            self._write_failed = True
+            warnings.warn(_write_failure(type(self).__name__, error.filename or path(), error), UserWarning,
+                          stacklevel=3)
 
 
 def as_dict(params: Mapping[str, Any] | argparse.Namespace) -> dict[str, Any]:
@@ -94,4 +114,13 @@ def _next_version(root: Path) -> int:
     versions = [int(match.group(1)) for entry in root.glob("version_*")
                 if (match := re.fullmatch(r"version_(\d+)", entry.name))]
     return max(versions) + 1 if versions else 0
+
+
+def _write_failure(logger: str, path: str, error: OSError) -> str:
+    full = error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    reason = error.strerror or str(error)
+    fix = ("free space on that disk (or raise the quota), or pass a save_dir on a disk with room" if full else
+           f"make {os.path.dirname(os.fspath(path)) or '.'} writable, or pass a save_dir you can write to")
+    return (f"{logger} could not write {path}: {reason} [Errno {error.errno}]. To keep its logs, {fix}. It writes "
+            "nothing more in this run; training goes on, and checkpoints are written (and checked) on their own.")
 

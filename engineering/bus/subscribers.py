@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from engineering.bus.discovery import discover
-from engineering.bus.callback import Callback
+from engineering.bus.callback import Callback, overrides
 from engineering.loggers import Logger
 from engineering.config import as_list
 from engineering.errors import MisconfigurationError
@@ -28,7 +28,28 @@ def assemble(trainer: Any, callbacks: Any, logger: Any) -> tuple[list[Callback],
     if not trainer.barebones:
         attach_discovered(trainer, keep_loggers=logger in (None, True))
     order_callbacks(trainer.callbacks)
+    check_state_keys(trainer.callbacks)
     return trainer.callbacks, trainer.loggers
+
+
+def check_state_keys(callbacks: list[Callback]) -> None:
+    """Two callbacks with state under one ``state_key`` would overwrite each other in a checkpoint: refused, as
+    Lightning does, in its words."""
+    seen: set[str] = set()
+    for callback in callbacks:
+        if not overrides(type(callback), Callback, "state_dict"):
+            continue
+        if callback.state_key in seen:
+            name = type(callback).__name__
+            raise RuntimeError(
+                f"Found more than one stateful callback of type `{name}`. In the current configuration, this "
+                "callback does not support being saved alongside other instances of the same type. Please consult "
+                f"the documentation of `{name}` regarding valid settings for the callback state to be checkpointable."
+                f" HINT: The `callback.state_key` must be unique among all callbacks in the Trainer. Two have "
+                f"{callback.state_key!r}: give them different arguments (for ModelCheckpoint: monitor, mode or an "
+                "every_n_* interval), or keep one."
+            )
+        seen.add(callback.state_key)
 
 
 def attach_discovered(trainer: Any, keep_loggers: bool) -> None:
@@ -59,3 +80,4 @@ def add_module_callbacks(trainer: Any, model: LightningModule) -> None:
         replaced = {type(callback) for callback in extra}
         trainer.callbacks = [c for c in trainer.callbacks if type(c) not in replaced] + extra
         order_callbacks(trainer.callbacks)
+        check_state_keys(trainer.callbacks)

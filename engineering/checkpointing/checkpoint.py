@@ -1,11 +1,13 @@
-"""Checkpoints of a run: what is saved, putting a run back, which file ``ckpt_path`` means, and preemption.
+"""Checkpoints of a run: what is saved, putting a run back, and preemption (which file ``ckpt_path`` means is
+``checkpointing/ckpt_path.py``).
 
 Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_states``, ``lr_schedulers``,
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
 class names, ``loops`` and ``pytorch-lightning_version``) so a Lightning checkpoint loads here and a tribus one
 in Lightning; tribus adds ``format_version``, ``progress`` (the whole ``loop.state.Progress``), ``rng_states``,
-``epoch_rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum, safe load) is
-``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
+``epoch_rng_states``, ``train_dataloader_state`` and, in a preemption checkpoint, ``preempted_run``. The file
+format (atomic write, checksum, safe load) is ``research.checkpoint_io``; ModelCheckpoint is in
+``checkpointing/model_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
-import os
 import random
 import re
 import signal
 import subprocess
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ import torch
 from engineering import events
 from engineering.data.batches import stateful_part
 from engineering.errors import MisconfigurationError
+from engineering.checkpointing.ckpt_path import (
+    HPC_NAME, RUN_KEY, hpc_checkpoints, resolve_checkpoint_path, run_identity, slurm_job_id,
+)
 from engineering.checkpointing.lightning_format import lightning_keys, progress_from_lightning
-from engineering.checkpointing.on_exception import OnExceptionCheckpoint
 from engineering.strategies.environment import under_slurm
 from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomically
 
@@ -41,7 +43,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_HPC_NAME = re.compile(r"^hpc_ckpt_(\d+)\.ckpt$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,75 +233,6 @@ def _numpy() -> Any:
     return numpy
 
 
-# ---------------------------------------------------------------------------------------------
-# Which file ckpt_path means
-# ---------------------------------------------------------------------------------------------
-def resolve_checkpoint_path(trainer: Any, ckpt_path: Any, stage: str) -> Path | None:
-    """A path, or "best", "last" (the newest last/preemption/on-exception checkpoint on disk), "hpc"; None
-    starts fresh, except that fit under SLURM resumes from the checkpoint a preemption left, as Lightning does."""
-    if ckpt_path is None:
-        if stage == "fit" and under_slurm():
-            found = _latest_hpc_checkpoint(trainer)
-            if found is not None:
-                print(f"Resuming from {found}, saved when SLURM preempted this job.")
-            return found
-        return None
-    if ckpt_path == "best":
-        callback = trainer.checkpoint_callback
-        if callback is None or not callback.best_model_path:
-            raise MisconfigurationError(
-                'ckpt_path="best" but no checkpoint was saved by this Trainer yet. '
-                "Pass the checkpoint's path, or ckpt_path=None to start fresh."
-            )
-        return Path(callback.best_model_path)
-    if ckpt_path == "last":
-        candidates = [path for callback in trainer.checkpoint_callbacks for path in callback.last_checkpoints(trainer)]
-        candidates += [Path(c.ckpt_path) for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
-        candidates += _hpc_checkpoints(trainer)
-        existing = [path for path in candidates if path.is_file()]
-        if not existing:
-            warnings.warn(
-                f'ckpt_path="last" found no checkpoint to resume from, so {stage} starts from scratch. '
-                "ModelCheckpoint(save_last=True) writes one as training goes.",
-                stacklevel=4,
-            )
-            return None
-        return max(existing, key=lambda path: path.stat().st_mtime_ns)
-    if ckpt_path == "hpc":
-        found = _latest_hpc_checkpoint(trainer)
-        if found is None:
-            raise MisconfigurationError(
-                f'ckpt_path="hpc" but {trainer.default_root_dir!r} holds no hpc_ckpt_*.ckpt (they are written when '
-                "the job is preempted). Pass a checkpoint's path, \"last\", or None to start fresh."
-            )
-        return found
-    path = Path(ckpt_path)
-    if path.is_dir():
-        found = sorted(path.glob("*.ckpt"))
-        raise MisconfigurationError(
-            f"ckpt_path={str(ckpt_path)!r} is a directory; pass one checkpoint file"
-            + (f" (it holds {', '.join(p.name for p in found[:3])}{', …' if len(found) > 3 else ''})" if found else "")
-            + ", or ckpt_path=\"last\" to resume from the newest this run's ModelCheckpoint knows."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={str(ckpt_path)!r} does not exist. Check the path, or pass ckpt_path=None to start fresh."
-        )
-    return path
-
-
-def _hpc_checkpoints(trainer: Any) -> list[Path]:
-    directory = Path(trainer.default_root_dir)
-    if not directory.is_dir():
-        return []
-    return [path for path in directory.iterdir() if _HPC_NAME.match(path.name)]
-
-
-def _latest_hpc_checkpoint(trainer: Any) -> Path | None:
-    found = _hpc_checkpoints(trainer)
-    return max(found, key=lambda path: int(_HPC_NAME.match(path.name).group(1))) if found else None
-
-
 def write_requested_checkpoints(trainer: Any, checkpointers: list[Any]) -> None:
     """Write what the ModelCheckpoint callbacks decided during the batch or epoch that just completed."""
     for callback in checkpointers:
@@ -350,12 +282,17 @@ def preemption_signals(trainer: Any) -> Iterator[None]:
 
 
 def stop_for_preemption(trainer: Any) -> None:
-    """Save ``hpc_ckpt_<n>.ckpt`` in default_root_dir, requeue the SLURM job after SIGUSR1, and exit (status 0)."""
+    """Save ``hpc_ckpt_<n>.ckpt`` in default_root_dir, naming this run in it (so that only this run resumes from
+    it by itself), requeue the SLURM job after SIGUSR1, and exit (status 0)."""
     signum = trainer.received_signal or signal.SIGTERM  # another rank may be the one that was signalled
     directory = Path(trainer.default_root_dir)
-    numbers = [int(_HPC_NAME.match(path.name).group(1)) for path in _hpc_checkpoints(trainer)]
+    numbers = [int(HPC_NAME.match(path.name).group(1)) for path in hpc_checkpoints(trainer)]
     path = directory / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
-    trainer.save_checkpoint(path)
+    checkpoint = build_checkpoint(trainer)
+    checkpoint[RUN_KEY] = run_identity(trainer)
+    if trainer.is_global_zero:
+        save_atomically(checkpoint, path, trainer.strategy.write_checkpoint)
+    trainer.strategy.barrier("save_checkpoint")
     trainer.progress.stop_reason = "preempted"
     message = f"{signal.Signals(signum).name} received: saved {path} after the step in progress."
     if signum == getattr(signal, "SIGUSR1", None) and under_slurm() and trainer.is_global_zero:
@@ -365,8 +302,7 @@ def stop_for_preemption(trainer: Any) -> None:
 
 
 def _requeue_slurm_job() -> str:
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    job = f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array_job else os.environ.get("SLURM_JOB_ID", "")
+    job = slurm_job_id()
     if not re.fullmatch(r"[0-9_]+", job):
         return f"Not requeued: SLURM_JOB_ID={job!r} is not a job id."
     try:

@@ -23,11 +23,9 @@ from typing import Any
 import torch
 
 from engineering.bus.callback import Callback
-from engineering.checkpointing.arguments import check_arguments
+from engineering.checkpointing.model_checkpoint_rules import TEMPLATE_FIELD, check_arguments, remove_orphans
 from engineering.checkpointing.writer import CheckpointWriter
 from engineering.errors import MisconfigurationError
-
-_TEMPLATE_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
 class ModelCheckpoint(Callback):
@@ -114,6 +112,8 @@ class ModelCheckpoint(Callback):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_time_checked = time.monotonic()
         self._global_step_seen = trainer.global_step
+        if trainer.ckpt_path is not None and trainer.is_global_zero and self.save_top_k != 0:
+            remove_orphans(self, trainer)  # files a kill left untracked (see model_checkpoint_rules.py)
 
     def listens_to(self, hook: str) -> bool:
         # Saving at epoch or validation ends only (the default) leaves nothing to decide per batch.
@@ -210,7 +210,7 @@ class ModelCheckpoint(Callback):
             label = name + self.CHECKPOINT_EQUALS_CHAR if self.auto_insert_metric_name else ""
             return label + format(metrics.get(name, torch.tensor(0)), spec)
 
-        name = _TEMPLATE_FIELD.sub(fill, template)
+        name = TEMPLATE_FIELD.sub(fill, template)
         if prefix:
             name = self.CHECKPOINT_JOIN_CHAR.join([prefix, name])
         if ver is not None:

@@ -6,11 +6,14 @@ Each function fills the run's ``Loaders`` (``loop/state.py``); the Trainer reads
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from engineering.bus.callback import overrides
 from engineering.config import val_check_batch
-from engineering.data.batches import as_loader_list, limited_batches, with_resumable_sampler, without_shuffle
+from engineering.data.batches import (
+    as_loader_list, limited_batches, sized_length, with_resumable_sampler, without_shuffle,
+)
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import Loaders, TrainerFn
 from research import LightningDataModule, LightningModule
@@ -52,10 +55,37 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
             "(drop_last=True with fewer samples than one batch gives none)."
         )
     loaders.val = as_loader_list(loaders_from(val, datamodule, model, "val_dataloader"))
+    _warn_about_empty(trainer, loaders.val, "validation")
     loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
     loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
     loaders.val_check_batch = val_check_batch(trainer.val_check_interval, loaders.num_training_batches)
+    _check_val_check_interval(trainer, loaders.num_training_batches)
+
+
+def _check_val_check_interval(trainer: Any, batches: float) -> None:
+    """An int interval longer than the epoch would never validate (Lightning's error, in its words)."""
+    interval = trainer.val_check_interval
+    if (isinstance(interval, int) and interval > batches and trainer.check_val_every_n_epoch is not None
+            and trainer.limit_val_batches > 0):
+        raise ValueError(
+            f"`val_check_interval` ({interval}) must be less than or equal to the number of the training batches "
+            f"({batches}). If you want to disable validation set `limit_val_batches` to 0.0 instead. If you want "
+            "to validate based on the total training batches, set `check_val_every_n_epoch=None`."
+        )
+
+
+def _warn_about_empty(trainer: Any, found: list[Any], stage: str) -> None:
+    """A loader without batches runs nothing: Lightning's warning, with what to check. An empty list is no loaders
+    at all, as in Lightning, and says nothing."""
+    for loader in found:
+        if not isinstance(loader, (list, tuple)) and sized_length(loader) == 0 and trainer.is_global_zero:
+            warnings.warn(
+                f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this was your "
+                f"intention: the {stage} loop runs no batch of it. Check the {stage} dataset and batch_size "
+                f"(drop_last=True with fewer samples than one batch gives none), or pass no {stage} loader.",
+                UserWarning, stacklevel=4,
+            )
 
 
 def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, given: Any) -> None:
@@ -63,6 +93,7 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
     loaders: Loaders = trainer.loaders
     hook, flag = _EVALUATION_SOURCES[fn]
     found = as_loader_list(loaders_from(given, datamodule, model, hook))
+    _warn_about_empty(trainer, found, fn.value.replace("validate", "validation"))
     limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
     if fn is TrainerFn.VALIDATING:
         loaders.val, loaders.num_val_batches = found, limits

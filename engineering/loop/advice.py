@@ -10,6 +10,7 @@ from typing import Any
 
 from engineering.bus.callback import overrides
 from engineering.errors import MisconfigurationError
+from engineering.loop import schedule
 from engineering.loop.state import TrainerFn
 from engineering.utilities import is_picklable
 from research import LightningModule
@@ -42,9 +43,12 @@ def validation_step_missing(model: Any) -> bool:
 
 
 def warn_about_fit(trainer: Any, model: Any) -> None:
-    """When fit starts: an unset ``max_epochs``, a logging interval longer than the epoch, modules in eval mode."""
+    """When fit starts: an unset ``max_epochs``, a logging interval longer than the epoch, modules in eval mode,
+    limits already reached."""
     if not trainer.is_global_zero:
         return
+    if schedule.fit_done(trainer):
+        nothing_left_to_fit(trainer)
     config = trainer.config
     if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
         _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
@@ -78,6 +82,27 @@ def say_why_fit_stopped(trainer: Any) -> None:
         print(f"`Trainer.fit` stopped: `max_time={trainer.max_time!r}` seconds reached.")
     elif reason == "should_stop":
         print("`Trainer.fit` stopped: `trainer.should_stop` was set.")
+
+
+def nothing_left_to_fit(trainer: Any) -> None:
+    """A fit whose limits are already reached trains nothing; Lightning only prints why it stopped."""
+    progress = trainer.progress
+    limit = {"max_steps": f"max_steps={trainer.max_steps}", "max_epochs": f"max_epochs={trainer.max_epochs}"}
+    _warn(f"Trainer.fit trained nothing: this run is already at epoch {progress.epoch}, global_step "
+          f"{progress.global_step}, so `{limit.get(progress.stop_reason, progress.stop_reason)}` is reached before "
+          "the first batch. To train on, raise the limit (`trainer.max_epochs = ...` or `trainer.max_steps = ...`) "
+          "and call fit again; to train from the start, use a new Trainer.")
+
+
+def fit_continues_for_another_model(trainer: Any, model: Any) -> None:
+    """A Trainer that already fitted one model keeps its progress; a new model starts from there (Lightning too,
+    silently)."""
+    if not trainer.is_global_zero:
+        return
+    progress = trainer.progress
+    _warn(f"This Trainer already fitted {type(trainer.lightning_module).__name__} up to epoch {progress.epoch}, "
+          f"global_step {progress.global_step}; fitting a different model ({type(model).__name__}) on it continues "
+          "from there, not from the start. Use a new Trainer to train a new model from scratch.")
 
 
 def say_resumed(trainer: Any, fn: TrainerFn, checkpoint_path: Any) -> None:

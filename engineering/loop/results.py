@@ -118,6 +118,8 @@ class Results:
         self._metric_attributes = MetricAttributes()
         self._evaluation_steps: dict[int, int] = {}
         self._checked_levels: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool, bool]] = {}
+        # Per stage and (hook, key): the arguments a value was first logged with in the current epoch.
+        self._log_arguments: dict[RunningStage, dict[tuple[str | None, str], tuple[Any, ...]]] = {}
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(
@@ -153,6 +155,14 @@ class Results:
         # As in Lightning, the suffix follows the fork: "loss_epoch/dataloader_idx_1".
         suffix = f"/dataloader_idx_{self.dataloader_idx}" if self.dataloader_idx is not None and add_dataloader_idx else ""
         logger = True if logger is None else logger
+        arguments = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist, add_dataloader_idx,
+                     rank_zero_only, metric_attribute)
+        first = self._log_arguments.setdefault(self.stage, {}).setdefault((hook, name + suffix), arguments)
+        if first != arguments:
+            raise MisconfigurationError(
+                f"You called `self.log({name}, ...)` twice in `{hook}` with different arguments. This is not "
+                "allowed: log it with the same arguments every time, or use another name for the other value."
+            )
 
         metrics = self._epoch_metrics.setdefault(self.stage, {})
         if metric_object:
@@ -191,6 +201,7 @@ class Results:
     def start_epoch(self, stage: RunningStage) -> None:
         """Forget the epoch aggregates of ``stage``; keep what callbacks already saw."""
         self._epoch_metrics[stage] = {}
+        self._log_arguments[stage] = {}
 
     def end_epoch(self, stage: RunningStage) -> None:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""

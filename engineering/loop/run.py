@@ -25,7 +25,8 @@ import torch
 from engineering import events
 from engineering.bus.runner import HookRunner
 from engineering.bus.subscribers import add_module_callbacks
-from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
+from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, restore
+from engineering.checkpointing.ckpt_path import resolve_checkpoint_path
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
 from engineering.loop import advice, evaluation, fit
@@ -50,6 +51,8 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
     trainer.ckpt_path = str(checkpoint_path) if checkpoint_path is not None else None
+    if fn is TrainerFn.FITTING:
+        _start_fit_progress(trainer, model, checkpoint_path)
     trainer.lightning_module, trainer.datamodule = model, datamodule
     model.trainer = trainer
     if datamodule is not None:
@@ -91,6 +94,15 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         raise
     finally:
         _tear_down(trainer, fn, model, datamodule, previous_settings)
+
+
+def _start_fit_progress(trainer: Any, model: Any, checkpoint_path: Path | None) -> None:
+    """A fit carries on from the Trainer's progress, as in Lightning, but not from an earlier fit's stop request."""
+    progress = trainer.progress
+    progress.should_stop, progress.stop_reason = False, ""
+    earlier = trainer.lightning_module
+    if checkpoint_path is None and earlier is not None and earlier is not model and progress.global_step:
+        advice.fit_continues_for_another_model(trainer, model)
 
 
 def _set_up(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any) -> None:

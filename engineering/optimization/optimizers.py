@@ -117,16 +117,16 @@ def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[L
     if _is_optimizer(returned):
         return [returned], []
     if isinstance(returned, Mapping):
-        return _parse_dicts([returned])
+        return _attached(*_parse_dicts([returned]))
     if isinstance(returned, Sequence) and not isinstance(returned, str):
         items = list(returned)
         if items and all(isinstance(item, Mapping) for item in items):
-            return _parse_dicts(items)
+            return _attached(*_parse_dicts(items))
         if len(items) == 2 and isinstance(items[0], Sequence) and not _is_optimizer(items[0]):
             optimizers = list(items[0])
             schedulers = items[1] if isinstance(items[1], Sequence) else [items[1]]
             _check_optimizers(optimizers)
-            return optimizers, [_scheduler_config(entry) for entry in schedulers]
+            return _attached(optimizers, [_scheduler_config(entry) for entry in schedulers])
         if items and all(_is_optimizer(item) for item in items):
             return items, []
     raise MisconfigurationError(
@@ -134,6 +134,21 @@ def parse_optimizers(returned: Any) -> tuple[list[torch.optim.Optimizer], list[L
         "optimizer, a list of optimizers, ([optimizers], [schedulers]), or "
         "{'optimizer': ..., 'lr_scheduler': ...} (or a list of such dicts)."
     )
+
+
+def _attached(optimizers: list[Any], configs: list[LRSchedulerConfig]) -> tuple[list[Any], list[LRSchedulerConfig]]:
+    """A scheduler of an optimizer that was not returned would change an lr nothing trains with: refused, as
+    Lightning does, in its words."""
+    for config in configs:
+        scheduled = getattr(config.scheduler, "optimizer", None)
+        if scheduled is not None and all(scheduled is not optimizer for optimizer in optimizers):
+            raise MisconfigurationError(
+                "Some schedulers are attached with an optimizer that wasn't returned from `configure_optimizers`. "
+                f"{type(config.scheduler).__name__} steps a {type(scheduled).__name__} that is not among the "
+                "returned optimizers: build it on one of them (e.g. `StepLR(optimizer, ...)` with the optimizer you "
+                "return)."
+            )
+    return optimizers, configs
 
 
 def _parse_dicts(entries: list[Mapping[str, Any]]) -> tuple[list[Any], list[LRSchedulerConfig]]:
