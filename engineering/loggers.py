@@ -12,6 +12,10 @@ from typing import Any
 class Logger:
     """Subclass it and implement ``log_metrics`` and ``log_hyperparams``."""
 
+    # True: the run calls log_metrics and log_hyperparams from its log writer thread, in order, so a slow disk
+    # never holds a step up (engineering/bus/log_writer.py). False: on the training thread, as Lightning does.
+    writes_in_background = False
+
     @property
     def name(self) -> str | None:
         return None

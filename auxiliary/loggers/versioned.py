@@ -31,6 +31,8 @@ class VersionedDirectoryLogger(Logger):
         version: The run's number (``version_N``) or directory name; ``None`` takes the next free number.
     """
 
+    writes_in_background = True  # its files are written from the run's log writer thread
+
     def __init__(self, save_dir: str | os.PathLike, name: str | None = "lightning_logs",
                  version: int | str | None = None) -> None:
         self._save_dir = os.fspath(save_dir)

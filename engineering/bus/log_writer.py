@@ -1,7 +1,7 @@
 """Loggers write on a background thread, so a slow disk or file system never holds up a training step.
 
-The run's hook runner hands every ``log_metrics`` and ``log_hyperparams`` call meant for a logger to one
-``LogWriter``: a queue of at most ``CAPACITY`` calls, delivered in order by one thread. The training thread
+The run's hook runner hands every ``log_metrics`` and ``log_hyperparams`` call meant for a logger that
+``writes_in_background`` (TensorBoard, CSV) to one ``LogWriter``: a queue of at most ``CAPACITY`` calls, delivered in order by one thread. The training thread
 waits only when the queue is full, so a logger that stalls slows training by no more than that bound, and
 loses nothing: every value is delivered once it catches up. The values are plain floats by then.
 
@@ -20,6 +20,16 @@ from typing import Any
 CAPACITY = 1024  # calls; one per log_every_n_steps steps, so a stalled disk may lag far behind before it costs
 
 _STOP = object()
+
+
+def direct_receiver(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A bus receiver that calls ``method(*payload)`` on the training thread (the other loggers, as Lightning)."""
+
+    def receive(trainer: Any, pl_module: Any, **payload: Any) -> Any:
+        return method(*payload.values())
+
+    receive.__qualname__ = getattr(method, "__qualname__", repr(method))
+    return receive
 
 
 class LogWriter:

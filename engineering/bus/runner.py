@@ -15,7 +15,7 @@ from typing import Any
 
 from engineering import events
 from engineering.bus.callback import Callback, callback_receiver, check_arity, overridden_hooks
-from engineering.bus.log_writer import LogWriter
+from engineering.bus.log_writer import LogWriter, direct_receiver
 from engineering.errors import MisconfigurationError
 from engineering.events import Event
 from research import LightningModule
@@ -49,10 +49,11 @@ class HookRunner:
                     self._monitors.append(receiver)
                 else:
                     self._connections.append((event, receiver))
-        self.log_writer = LogWriter()  # loggers write on its thread, in the order the run logs
+        self.log_writer = LogWriter()  # file loggers write on its thread, in the order the run logs
         for logger in trainer.loggers:
-            self._connections.append((events.log_metrics, self.log_writer.receiver(logger.log_metrics)))
-            self._connections.append((events.log_hyperparams, self.log_writer.receiver(logger.log_hyperparams)))
+            deliver = self.log_writer.receiver if logger.writes_in_background else direct_receiver
+            self._connections.append((events.log_metrics, deliver(logger.log_metrics)))
+            self._connections.append((events.log_hyperparams, deliver(logger.log_hyperparams)))
         for event, receiver in self._connections:
             event.connect(receiver, sender=trainer, weak=False)
 

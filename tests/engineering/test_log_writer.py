@@ -36,6 +36,8 @@ class Regressor(LightningModule):
 class StalledLogger(Logger):
     """A logger on a stalled disk: each call waits for ``released`` (and then ``seconds``)."""
 
+    writes_in_background = True
+
     def __init__(self, released: threading.Event, seconds: float = 0.0) -> None:
         super().__init__()
         self.released, self.seconds = released, seconds
@@ -105,6 +107,21 @@ def test_a_full_queue_bounds_how_far_training_runs_ahead(monkeypatch):
     # Ahead of the row being written: at most the 3 queued, the one blocked in put, and the step in progress.
     assert max(stalled.lag) <= 3 + 2
     assert max(stalled.lag) >= 3  # it did run ahead: the bound was what held it
+
+
+def test_a_logger_that_does_not_ask_for_the_background_is_called_on_the_training_thread():
+    class PlainLogger(StalledLogger):
+        writes_in_background = False
+
+        def log_metrics(self, metrics, step=None) -> None:
+            self.rows.append((step, threading.current_thread().name))
+
+    released = threading.Event()
+    released.set()
+    plain = PlainLogger(released)
+    fit(plain, [])
+
+    assert plain.rows == [(step, threading.main_thread().name) for step in range(STEPS)]
 
 
 def test_a_logger_error_is_raised_by_fit():

@@ -61,7 +61,7 @@ def fit_logging_to(tmp_path, logger) -> tuple[Trainer, list[str]]:
 
 
 def test_csv_logger_on_a_full_disk_warns_once_and_training_goes_on(tmp_path, monkeypatch):
-    logger = CSVLogger(tmp_path)
+    logger = CSVLogger(tmp_path, flush_logs_every_n_steps=1)  # a write per row, as a file logger on a slow disk
     monkeypatch.setattr("auxiliary.loggers.csv.open", fill_the_disk_after(3), raising=False)
     _, failures = fit_logging_to(tmp_path, logger)
     assert len(failures) == 1
@@ -80,7 +80,7 @@ def test_csv_logger_in_a_read_only_directory_names_the_directory_to_make_writabl
 
     monkeypatch.setattr("auxiliary.loggers.versioned.open", read_only, raising=False)
     monkeypatch.setattr("auxiliary.loggers.csv.open", read_only, raising=False)
-    logger = CSVLogger(tmp_path)
+    logger = CSVLogger(tmp_path, flush_logs_every_n_steps=1)  # a write per row, as a file logger on a slow disk
     _, failures = fit_logging_to(tmp_path, logger)
     assert failures == [
         f"CSVLogger could not write {logger.log_dir}/hparams.yaml: Read-only file system [Errno 30]. To keep its "
