@@ -69,6 +69,15 @@ def overrides(subclass: type, base: type, name: str) -> bool:
     return getattr(subclass, name, None) is not getattr(base, name, None)
 
 
+def defines(obj: Any, base: type, name: str) -> bool:
+    """Whether ``obj`` has its own ``name``: overridden in its class, or set on the instance. A hook set to None
+    on the instance is switched off (``model.validation_step = None`` skips validation, as in Lightning)."""
+    own = getattr(obj, "__dict__", {})
+    if name in own:
+        return own[name] is not None
+    return overrides(type(obj), base, name)
+
+
 def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
     """The bound hook methods of ``obj`` that override ``base``'s no-op, with their events."""
     cls = type(obj)

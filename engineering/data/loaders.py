@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.config import val_check_batch
 from engineering.data.batches import as_loader_list, limited_batches, with_resumable_sampler, without_shuffle
 from engineering.errors import MisconfigurationError
@@ -22,9 +22,9 @@ def loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
     if given is not None:
         return given
     for source, base in ((datamodule, LightningDataModule), (model, LightningModule)):
-        if source is not None and overrides(type(source), base, hook):
+        if source is not None and defines(source, base, hook):
             return getattr(source, hook)()
-    if datamodule is not None and hasattr(datamodule, hook):
+    if datamodule is not None and getattr(datamodule, hook, None) is not None:
         try:
             return getattr(datamodule, hook)()
         except NotImplementedError:
@@ -62,7 +62,14 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
     """The loaders of validate, test or predict, with their batch limits."""
     loaders: Loaders = trainer.loaders
     hook, flag = _EVALUATION_SOURCES[fn]
-    found = as_loader_list(loaders_from(given, datamodule, model, hook))
+    found = loaders_from(given, datamodule, model, hook)
+    if found is None and getattr(trainer, flag) != 0:
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn.value}(dataloaders=...)`. Found None. Either pass the "
+            f"dataloader to the `.{fn.value}()` method OR implement `def {hook}(self):` in your "
+            "LightningModule/LightningDataModule."
+        )
+    found = as_loader_list(found)
     limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
     if fn is TrainerFn.VALIDATING:
         loaders.val, loaders.num_val_batches = found, limits

@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import TrainerFn
 from research import LightningModule
@@ -18,17 +18,25 @@ _EVALUATION_STEPS = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING:
 
 def require_evaluation_step(fn: TrainerFn, model: Any) -> None:
     """``trainer.validate`` / ``trainer.test`` need the step they run: refused, as Lightning does, before any hook."""
+    if fn is TrainerFn.PREDICTING and model.predict_step is None:
+        raise MisconfigurationError("`predict_step` cannot be None to run `Trainer.predict`")
     step = _EVALUATION_STEPS.get(fn)
-    if step is not None and not overrides(type(model), LightningModule, step):
+    if step is not None and not defines(model, LightningModule, step):
         raise MisconfigurationError(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
 
 
 def validation_step_missing(model: Any) -> bool:
     """True, with Lightning's warning, when validation loaders are given but the module cannot validate."""
-    if overrides(type(model), LightningModule, "validation_step"):
+    if defines(model, LightningModule, "validation_step"):
         return False
     _warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
     return True
+
+
+def warn_validation_without_loaders(model: Any) -> None:
+    """Lightning's warning when the module can validate but fit got no validation data (nothing validates)."""
+    if defines(model, LightningModule, "validation_step"):
+        _warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.")
 
 
 def warn_about_fit(trainer: Any, model: Any) -> None:
