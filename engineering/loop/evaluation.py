@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from engineering import events
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
@@ -117,7 +117,7 @@ def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
     """An overridden ``on_{prefix}_model_train`` decides; otherwise every submodule gets back the mode it had
     before evaluation (a frozen backbone stays in eval mode), as in Lightning."""
     hook = f"on_{prefix}_model_train"
-    if overrides(type(module), LightningModule, hook):
+    if defines(module, LightningModule, hook):
         getattr(module, hook)()
         return
     for name, submodule in module.named_modules():
