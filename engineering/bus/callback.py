@@ -81,20 +81,22 @@ def defines(obj: Any, base: type, name: str) -> bool:
 
 def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
     """The bound hook methods of ``obj`` that override ``base``'s no-op, with their events (hooks set on the
-    instance are ``instance_hooks``)."""
+    instance are ``instance_hooks``). A hook ``base`` lacks is not one of its hooks: Lightning never calls a
+    module's ``on_sanity_check_start``, for one."""
     cls, own = type(obj), getattr(obj, "__dict__", {})
     return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items()
-            if name not in own and hasattr(cls, name) and overrides(cls, base, name)]
+            if name not in own and hasattr(base, name) and hasattr(cls, name) and overrides(cls, base, name)]
 
 
-def instance_hooks(obj: Any) -> list[tuple[Event, Callable[..., Any]]]:
+def instance_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
     """Hooks set on the instance (``callback.on_train_start = fn``) rather than defined by its class; for a
     ``unittest.mock`` mock, every hook, as Lightning calls every hook of every callback."""
     mock = sys.modules.get("unittest.mock")  # not imported: nothing can be a mock
     if mock is not None and isinstance(obj, mock.NonCallableMock):
-        return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items()]
+        return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items() if hasattr(base, name)]
     own = getattr(obj, "__dict__", {})
-    return [(event, own[name]) for name, event in HOOK_EVENTS.items() if own.get(name) is not None]
+    return [(event, own[name]) for name, event in HOOK_EVENTS.items()
+            if own.get(name) is not None and hasattr(base, name)]
 
 
 def called_as_lightning_calls(event: Event, hook: Callable[..., Any], several_dataloaders: Callable[[], bool],

@@ -14,7 +14,7 @@ from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
-from engineering.loop.state import RunningStage
+from engineering.loop.state import RunningStage, TrainerFn
 from research import LightningModule
 
 _STAGE_EVENTS = {
@@ -61,7 +61,7 @@ def run_validation_in_fit(trainer: Any) -> None:
 def run_evaluation(
     trainer: Any, stage: RunningStage, loaders: list[Any], limits: list[float]
 ) -> list[dict[str, float]]:
-    """One pass over validation or test data.
+    """One pass over validation or test data, every hook of it without gradients (as in Lightning).
 
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
@@ -71,6 +71,11 @@ def run_evaluation(
         on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
     """
+    with _no_grad(trainer):
+        return _evaluate(trainer, stage, loaders, limits)
+
+
+def _evaluate(trainer: Any, stage: RunningStage, loaders: list[Any], limits: list[float]) -> list[dict[str, float]]:
     module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
     prefix = stage.hook_prefix
     stage_events = _STAGE_EVENTS[prefix]
@@ -88,7 +93,7 @@ def run_evaluation(
     hooks(stage_events["start"])
     hooks(stage_events["epoch_start"])
     move = batch_mover(trainer)
-    with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"):
+    with trainer.profiler.profile(f"run_{prefix}_evaluation"):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             results.dataloader_idx = dataloader_idx if several else None
             for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
@@ -138,12 +143,19 @@ def _metrics_per_dataloader(results: Any, store: RunningStage, count: int) -> li
 
 
 def _no_grad(trainer: Any) -> Any:
-    use_inference_mode = trainer.inference_mode and trainer.strategy.supports_inference_mode
+    """Inference mode where the Trainer and strategy allow it; within fit, no_grad, as Lightning validates there."""
+    use_inference_mode = (trainer.inference_mode and trainer.strategy.supports_inference_mode
+                          and trainer.state.fn is not TrainerFn.FITTING)
     return torch.inference_mode() if use_inference_mode else torch.no_grad()
 
 
 def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
     """on_predict_start → per batch: on_predict_batch_start, predict_step, on_predict_batch_end → on_predict_end."""
+    with _no_grad(trainer):  # every hook of the pass too, as in Lightning
+        return _predict(trainer, loaders, limits, keep)
+
+
+def _predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
     module, hooks = trainer.lightning_module, trainer.hooks
     stage_events = _STAGE_EVENTS["predict"]
     several = len(loaders) > 1
@@ -156,17 +168,16 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     with_batch_idx = takes_batch_idx(module.predict_step)
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     move = batch_mover(trainer)
-    with _no_grad(trainer):
-        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
-                batch = move(batch, dataloader_idx)
-                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
-                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-                if keep:
-                    predictions[dataloader_idx].append(outputs)
-                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                      dataloader_idx=dataloader_idx)
+    for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+            batch = move(batch, dataloader_idx)
+            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+            outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
+            if keep:
+                predictions[dataloader_idx].append(outputs)
+            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                  dataloader_idx=dataloader_idx)
     hooks(stage_events["epoch_end"])
     hooks(stage_events["end"])
     return predictions if several else predictions[0]
