@@ -217,8 +217,6 @@ def resolve(config: TrainerConfig) -> dict[str, Any]:
         enable_progress_bar=not config.barebones and config.enable_progress_bar is not False,
         enable_model_summary=not config.barebones and config.enable_model_summary is not False,
         enable_checkpointing=not quiet and config.enable_checkpointing is not False,
-        max_epochs=config.max_epochs if config.max_epochs is not None else (
-            1000 if config.max_steps == -1 and config.max_time is None else -1),
         num_sanity_val_steps=0 if config.barebones else (
             2 if config.num_sanity_val_steps is None else config.num_sanity_val_steps),
         log_every_n_steps=50 if config.log_every_n_steps is None else config.log_every_n_steps,

@@ -40,13 +40,9 @@ def warn_validation_without_loaders(model: Any) -> None:
 
 
 def warn_about_fit(trainer: Any, model: Any) -> None:
-    """When fit starts: an unset ``max_epochs``, a logging interval longer than the epoch, modules in eval mode."""
+    """When fit starts: a logging interval longer than the epoch, modules in eval mode."""
     if not trainer.is_global_zero:
         return
-    config = trainer.config
-    if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
-        _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
-              "set `max_epochs=-1`.")
     batches = trainer.num_training_batches
     if trainer.loggers and batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
         _warn(f"The number of training batches ({batches}) is smaller than the logging interval "
@@ -56,6 +52,13 @@ def warn_about_fit(trainer: Any, model: Any) -> None:
     if in_eval_mode:
         _warn(f"Found {len(in_eval_mode)} module(s) in eval mode at the start of training. This may lead to "
               "unexpected behavior during training. If this is intentional, you can ignore this warning.")
+
+
+def say_max_epochs_unset(trainer: Any) -> None:
+    """When fit starts without max_epochs, max_steps or max_time: the 1000-epoch default, as Lightning says it."""
+    if trainer.is_global_zero:
+        _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
+              "set `max_epochs=-1`.")
 
 
 def training_step_returned_none() -> None:

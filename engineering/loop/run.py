@@ -27,7 +27,7 @@ from engineering.bus.subscribers import add_module_callbacks
 from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, resolve_checkpoint_path, restore
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
-from engineering.loop import advice, evaluation, fit
+from engineering.loop import advice, evaluation, fit, schedule
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
@@ -56,6 +56,8 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     previous_settings = _apply_global_settings(trainer.deterministic, trainer.benchmark)
     try:
         trainer.strategy.setup_environment()
+        if fn is TrainerFn.FITTING:
+            schedule.settle_epoch_limits(trainer)
         if trainer.world_size > 1:  # every rank writes where rank 0's logger says
             trainer.shared_log_dir = trainer.strategy.broadcast(trainer.log_dir)
         add_module_callbacks(trainer, model)

@@ -7,8 +7,22 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engineering.loop import advice
+
 # With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
 PREEMPTION_POLL_STEPS = 8
+
+
+def settle_epoch_limits(trainer: Any) -> None:
+    """As Lightning when fit starts: an unset max_epochs becomes 1000 (-1 when max_steps or max_time bounds the run)
+    and an unset min_epochs 0 (without min_steps); the Trainer reads these values from then on, as Lightning's."""
+    if trainer.max_epochs is None:
+        bounded = trainer.max_steps != -1 or trainer.max_time is not None
+        if not bounded:
+            advice.say_max_epochs_unset(trainer)
+        trainer.max_epochs = -1 if bounded else 1000
+    if trainer.min_epochs is None and trainer.min_steps is None:
+        trainer.min_epochs = 0
 
 
 def sanity_check_due(trainer: Any) -> bool:
