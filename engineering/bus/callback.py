@@ -1,7 +1,8 @@
 """``Callback``, the base of every subscriber, and how its hooks become receivers of the bus.
 
 Its no-op hook methods are generated from the event table in ``engineering/events.py``, so the list of hooks
-is written once. Only the hooks a subclass overrides are connected, each checked when it connects.
+is written once. Only the hooks a subclass overrides are connected, each checked when it connects; hooks set on
+an instance, and every hook of a ``unittest.mock`` mock, are connected too and called exactly as Lightning calls them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     hooks(event, **payload):
         the callbacks, in list order          over the bus (blinker), with sender=trainer
         the module's own hook                 a direct call; its return value is the answer (-1 ends an epoch)
+                                              (class overrides, and hooks set on the instance)
         at on_train_epoch_end only: the monitoring callbacks (Callback.is_monitor), directly, after the module
 
 The bus only notifies; whatever steers the loop is called here directly, in an order written down once.

@@ -51,7 +51,8 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
             "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
             "(drop_last=True with fewer samples than one batch gives none)."
         )
-    loaders.val = as_loader_list(loaders_from(val, datamodule, model, "val_dataloader"))
+    loaders.val_as_given = loaders_from(val, datamodule, model, "val_dataloader")
+    loaders.val = as_loader_list(loaders.val_as_given)
     loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
     loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
@@ -69,6 +70,7 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
             f"dataloader to the `.{fn.value}()` method OR implement `def {hook}(self):` in your "
             "LightningModule/LightningDataModule."
         )
+    setattr(loaders, f"{_AS_GIVEN[fn]}_as_given", found)
     found = as_loader_list(found)
     limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
     if fn is TrainerFn.VALIDATING:
@@ -79,6 +81,7 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
         loaders.predict, loaders.num_predict_batches = found, limits
 
 
+_AS_GIVEN = {TrainerFn.VALIDATING: "val", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}
 _EVALUATION_SOURCES = {
     TrainerFn.VALIDATING: ("val_dataloader", "limit_val_batches"),
     TrainerFn.TESTING: ("test_dataloader", "limit_test_batches"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ def run_sanity_check(trainer: Any) -> None:
     rng_states = capture_rng_states()
     trainer.state.stage = RunningStage.SANITY_CHECKING
     trainer.hooks(events.on_sanity_check_start)
-    run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.val_dataloaders, trainer.num_sanity_val_batches)
+    run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.loaders.val, trainer.num_sanity_val_batches)
     trainer.hooks(events.on_sanity_check_end)
     trainer.results.reset()
     trainer.state.stage = RunningStage.TRAINING
@@ -54,7 +55,7 @@ def run_sanity_check(trainer: Any) -> None:
 
 def run_validation_in_fit(trainer: Any) -> None:
     with trainer.profiler.profile("validation"):
-        run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+        run_evaluation(trainer, RunningStage.VALIDATING, trainer.loaders.val, trainer.num_val_batches)
     trainer.results.stage = trainer.state.stage = RunningStage.TRAINING
 
 
@@ -115,6 +116,7 @@ def _evaluate(trainer: Any, stage: RunningStage, loaders: list[Any], limits: lis
     hooks(stage_events["end"])
     results.reset_metric_objects(store)
     _leave_eval_mode(module, prefix, modes)
+    trainer.state.validation_ended = time.monotonic()  # a duration val_check_interval counts from here
     return _metrics_per_dataloader(results, store, len(loaders))
 
 

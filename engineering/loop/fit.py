@@ -178,7 +178,7 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     """Validation when due, plateau schedulers, requested checkpoints, preemption; returns whether the epoch ends."""
     progress, module = trainer.progress, trainer.lightning_module
     stopping = schedule.epoch_must_end(trainer, started)
-    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping):
+    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping, started):
         if window_end:
             module.on_validation_model_zero_grad()  # free gradient memory during validation
         run_validation_in_fit(trainer)

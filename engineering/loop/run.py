@@ -121,6 +121,7 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     loaders = trainer.loaders
     if loaders.val and advice.validation_step_missing(model):  # Lightning skips the validation loop, saying so
         loaders.val, loaders.num_val_batches, loaders.num_sanity_val_batches = [], [], []
+        loaders.val_as_given = None
     elif not loaders.val and trainer.is_global_zero:
         advice.warn_validation_without_loaders(model)
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}

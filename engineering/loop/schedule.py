@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engineering.config import val_check_seconds
 from engineering.loop import advice
 
 # With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
@@ -81,10 +82,19 @@ def validates_this_epoch(trainer: Any) -> bool:
     return every is None or (trainer.progress.epoch + 1) % every == 0
 
 
-def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
-    """In an epoch that validates: whether validation runs after this batch."""
+def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool, started: float) -> bool:
+    """In an epoch that validates: whether validation runs after this batch. A duration ``val_check_interval``
+    counts from the later of training's start (``started``) and the end of the last validation, across epochs;
+    an epoch's end alone does not validate then (as in Lightning)."""
     if stopping:
         return True
+    seconds = val_check_seconds(trainer.val_check_interval)
+    if seconds is not None:
+        if is_last and math.isinf(trainer.num_training_batches):
+            return True
+        ended = trainer.state.validation_ended
+        since = started if ended is None else max(started, ended)
+        return time.monotonic() - since >= seconds
     interval = trainer.val_check_batch
     if math.isinf(interval):
         return is_last

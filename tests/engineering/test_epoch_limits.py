@@ -38,3 +38,10 @@ def test_loop_limits_read_as_in_lightning(tmp_path, flags, at_construction, afte
         trainer.fit(TinyModule(), tiny_loader(samples=32))  # two batches an epoch, as recorded
     assert (trainer.max_epochs, trainer.min_epochs, trainer.max_steps, trainer.min_steps) == after_fit
     assert (trainer.global_step, trainer.current_epoch) == progress
+
+
+def test_min_steps_alone_lets_a_stop_request_end_the_first_epoch_early(tmp_path):
+    # Lightning 2.6.6 sets min_epochs=1 here, so the same request stops only after the epoch's 4 batches.
+    trainer = Trainer(**QUIET, default_root_dir=tmp_path, min_steps=1, callbacks=[StopAfterFirstBatch()])
+    trainer.fit(TinyModule(), tiny_loader())
+    assert (trainer.min_epochs, trainer.global_step) == (None, 1)
