@@ -93,7 +93,8 @@ class Trainer:
             run (also sets `CUBLAS_WORKSPACE_CONFIG` and turns cuDNN benchmarking off unless `benchmark` says
             otherwise). `None` leaves torch's setting. Restored when the run ends.
         benchmark: `torch.backends.cudnn.benchmark` for the duration of each run; `None` leaves it.
-        inference_mode: evaluate under `torch.inference_mode()`; `False` uses `torch.no_grad()`.
+        inference_mode: validate, test and predict under `torch.inference_mode()`; `False` uses `torch.no_grad()`,
+            as fit's validation always does (as in Lightning).
         use_distributed_sampler: with several processes, replace a plain training `DataLoader`'s sampler by a
             `ResumableSampler` (shuffled or not, as the loader was; sharded across processes, ordered as Lightning's
             `DistributedSampler`). One process keeps its sampler. `False` leaves samplers alone.
