@@ -3,15 +3,18 @@ has them; and training_step with gradients inside a closure that an optimizer's 
 
 from __future__ import annotations
 
+import ast
+import subprocess
 import types
 
+import pytest
 import torch
 from torch.nn import functional as F
 
 from engineering import Callback, Trainer
 from research import LightningModule
 from tests.fixtures.grad_mode_table import record
-from tests.helpers import QUIET, TinyModule, tiny_loader
+from tests.helpers import QUIET, ROOT, TinyModule, lightning_python, tiny_loader
 
 # What tests/fixtures/grad_mode_table.py printed with Lightning 2.6.6: (grad enabled, inference mode) per hook.
 LIGHTNING_2_6_6 = {
@@ -103,6 +106,13 @@ LIGHTNING_2_6_6 = {
 def test_every_evaluation_hook_runs_in_lightnings_grad_mode():
     tribus = types.SimpleNamespace(Callback=Callback, Trainer=Trainer, LightningModule=LightningModule)
     assert record(tribus) == LIGHTNING_2_6_6
+
+
+@pytest.mark.skipif(lightning_python() is None, reason="needs a Python with Lightning 2.6.6 (make bench builds one)")
+def test_the_stored_table_is_what_lightning_prints():
+    printed = subprocess.run([lightning_python(), str(ROOT / "tests" / "fixtures" / "grad_mode_table.py")],
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+    assert ast.literal_eval(printed[printed.index("{"):]) == LIGHTNING_2_6_6
 
 
 class NoGradSGD(torch.optim.Optimizer):
