@@ -124,7 +124,7 @@ def _run_trial(trainer: Trainer, model: Any, datamodule: Any, method: str, steps
     if method == "fit":
         probe = probe_trainer(trainer, [], max_steps=steps, limit_train_batches=1.0, limit_val_batches=steps)
         probe.fit(model, datamodule=datamodule)
-        loaders = [probe.train_dataloader]
+        loaders = probe.train_dataloader
     elif method == "predict":
         probe = probe_trainer(trainer, [], limit_predict_batches=steps)
         probe.predict(model, datamodule=datamodule, return_predictions=False)
@@ -133,8 +133,9 @@ def _run_trial(trainer: Trainer, model: Any, datamodule: Any, method: str, steps
         probe = probe_trainer(trainer, [], **{f"limit_{'val' if method == 'validate' else 'test'}_batches": steps})
         getattr(probe, method)(model, datamodule=datamodule, verbose=False)
         loaders = probe.val_dataloaders if method == "validate" else probe.test_dataloaders
+    first = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders  # one loader, or a list
     try:
-        return len(loaders[0].dataset)
+        return len(first.dataset)
     except (AttributeError, IndexError, TypeError):  # an iterable dataset, or no dataloader
         return None
 

@@ -51,7 +51,7 @@ class BasePredictionWriter(Callback):
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._index_iterators = {index: _batch_index_iterator(loader)
-                                 for index, loader in enumerate(trainer.predict_dataloaders)}
+                                 for index, loader in enumerate(_one_per_dataloader(trainer.predict_dataloaders))}
         self._predictions = {index: [] for index in self._index_iterators}
         self._batch_indices = {index: [] for index in self._index_iterators}
 
@@ -72,6 +72,11 @@ class BasePredictionWriter(Callback):
             self.write_on_epoch_end(trainer, pl_module, predictions[0] if len(predictions) == 1 else predictions,
                                     indices)
         self._predictions, self._batch_indices, self._index_iterators = {}, {}, {}
+
+
+def _one_per_dataloader(given: Any) -> list[Any]:
+    """``trainer.predict_dataloaders`` is what the user gave, one loader or a list of them, as in Lightning."""
+    return list(given) if isinstance(given, (list, tuple)) else [given]
 
 
 def _batch_index_iterator(loader: Any) -> Iterator[list[int]] | None:

@@ -54,11 +54,22 @@ def check_fast_dev_run(value: Any) -> int:
     return value
 
 
-def check_val_check_interval(value: Any) -> int | float:
+def check_val_check_interval(value: Any, check_val_every_n_epoch: int | None) -> Any:
     if value is None:
-        return 1.0
+        return None  # 1.0 for runs (resolve); kept apart from a 1.0 given, which check_val_every_n_epoch=None refuses
+    if check_val_every_n_epoch is None and isinstance(value, float):
+        raise MisconfigurationError(
+            "`val_check_interval` should be an integer or a time-based duration (str 'DD:HH:MM:SS', datetime.timedelta,"
+            " or dict kwargs for timedelta) when `check_val_every_n_epoch=None`."
+        )
+    if isinstance(value, (str, dict, datetime.timedelta)):
+        val_check_seconds(value)
+        return value  # read as given, as in Lightning; the loop asks val_check_seconds
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationError(f"val_check_interval={value!r} must be an int (batches) or a float in (0, 1].")
+        raise MisconfigurationError(
+            f"val_check_interval={value!r} must be an int (batches), a float in (0, 1], or a duration "
+            "('DD:HH:MM:SS', a datetime.timedelta or a dict like {'minutes': 30})."
+        )
     if isinstance(value, int) and value < 1:
         raise MisconfigurationError(f"val_check_interval={value} must be at least 1 batch.")
     if isinstance(value, float) and not 0.0 < value <= 1.0:
@@ -66,7 +77,36 @@ def check_val_check_interval(value: Any) -> int | float:
     return value
 
 
-def val_check_batch(interval: int | float, num_training_batches: float) -> float:
+def val_check_seconds(interval: Any) -> float | None:
+    """The seconds between validations when ``val_check_interval`` is a duration; None when it counts batches."""
+    if isinstance(interval, (int, float)):
+        return None
+    if isinstance(interval, datetime.timedelta):
+        return interval.total_seconds()
+    if isinstance(interval, dict):
+        try:
+            return datetime.timedelta(**interval).total_seconds()
+        except TypeError as wrong:
+            raise TypeError(f"val_check_interval={interval!r}: {wrong}. Use datetime.timedelta's keywords, "
+                            "e.g. {'hours': 1, 'minutes': 30}.") from None
+    parts = interval.split(":")
+    if len(parts) != 4:
+        raise MisconfigurationError(
+            f"Invalid time format for `val_check_interval`: {interval!r}. Expected 'DD:HH:MM:SS'."
+        )
+    try:
+        days, hours, minutes, seconds = (int(part) for part in parts)
+    except ValueError:
+        raise MisconfigurationError(
+            f"Non-integer component in `val_check_interval` string: {interval!r}. Use 'DD:HH:MM:SS'."
+        ) from None
+    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+
+
+def val_check_batch(interval: Any, num_training_batches: float) -> float | None:
+    """Validate after every this many training batches; None when a duration decides instead."""
+    if val_check_seconds(interval) is not None:
+        return None
     if isinstance(interval, int):
         return interval
     if math.isinf(num_training_batches):
@@ -158,7 +198,7 @@ class TrainerConfig:
     limit_test_batches: int | float | None = None
     limit_predict_batches: int | float | None = None
     overfit_batches: int | float = 0.0
-    val_check_interval: int | float | None = None
+    val_check_interval: Any = None
     check_val_every_n_epoch: int | None = 1
     num_sanity_val_steps: int | None = None
     log_every_n_steps: int | None = None
@@ -202,7 +242,7 @@ class TrainerConfig:
         for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
                      "overfit_batches"):
             setattr(self, name, check_limit(name, getattr(self, name)))
-        self.val_check_interval = check_val_check_interval(self.val_check_interval)
+        self.val_check_interval = check_val_check_interval(self.val_check_interval, self.check_val_every_n_epoch)
         check_gradient_clipping(self.gradient_clip_val, self.gradient_clip_algorithm)
         check_policy(self.on_nonfinite)
         if self.deterministic not in (None, True, False, "warn"):
@@ -220,14 +260,13 @@ def resolve(config: TrainerConfig) -> dict[str, Any]:
         enable_progress_bar=not config.barebones and config.enable_progress_bar is not False,
         enable_model_summary=not config.barebones and config.enable_model_summary is not False,
         enable_checkpointing=not quiet and config.enable_checkpointing is not False,
-        max_epochs=config.max_epochs if config.max_epochs is not None else (
-            1000 if config.max_steps == -1 and config.max_time is None else -1),
         num_sanity_val_steps=0 if config.barebones else (
             2 if config.num_sanity_val_steps is None else config.num_sanity_val_steps),
         log_every_n_steps=50 if config.log_every_n_steps is None else config.log_every_n_steps,
         gradient_clip_algorithm=config.gradient_clip_algorithm or "norm",
         max_time=parse_max_time(config.max_time),
         logger=False if quiet else config.logger,
+        val_check_interval=1.0 if config.val_check_interval is None else config.val_check_interval,
     )
     if config.overfit_batches:
         values.update(limit_train_batches=config.overfit_batches, limit_val_batches=config.overfit_batches)

@@ -73,7 +73,10 @@ class Trainer:
         overfit_batches: an int or fraction: train and validate on that many batches only, and read the training
             loader in order.
         val_check_interval: a fraction of an epoch (`0.25`: four validations an epoch) or an int number of training
-            batches. With `check_val_every_n_epoch=None`, an int counts batches across epochs.
+            batches. With `check_val_every_n_epoch=None`, an int counts batches across epochs. Or a duration
+            (`"DD:HH:MM:SS"`, a `datetime.timedelta`, a dict like `{"minutes": 30}`): validate after the first batch
+            that ends once that much time passed since training started or the last validation ended, across
+            epochs, in the epochs `check_val_every_n_epoch` allows; an epoch's end alone does not validate then.
         check_val_every_n_epoch: validate in every n-th epoch; `None` leaves it to `val_check_interval` alone.
         num_sanity_val_steps: validation batches to run before training, to catch bugs early; their metrics are
             dropped. `-1` all, `0` none. Skipped when resuming.
@@ -92,7 +95,8 @@ class Trainer:
             run (also sets `CUBLAS_WORKSPACE_CONFIG` and turns cuDNN benchmarking off unless `benchmark` says
             otherwise). `None` leaves torch's setting. Restored when the run ends.
         benchmark: `torch.backends.cudnn.benchmark` for the duration of each run; `None` leaves it.
-        inference_mode: evaluate under `torch.inference_mode()`; `False` uses `torch.no_grad()`.
+        inference_mode: validate, test and predict under `torch.inference_mode()`; `False` uses `torch.no_grad()`,
+            as fit's validation always does (as in Lightning).
         use_distributed_sampler: with several processes, replace a plain training `DataLoader`'s sampler by a
             `ResumableSampler` (shuffled or not, as the loader was; sharded across processes, ordered as Lightning's
             `DistributedSampler`). One process keeps its sampler. `False` leaves samplers alone.
@@ -118,7 +122,8 @@ class Trainer:
         max_time: str | datetime.timedelta | dict[str, int] | None = None,
         limit_train_batches: int | float | None = None, limit_val_batches: int | float | None = None,
         limit_test_batches: int | float | None = None, limit_predict_batches: int | float | None = None,
-        overfit_batches: int | float = 0.0, val_check_interval: int | float | None = None,
+        overfit_batches: int | float = 0.0,
+        val_check_interval: int | float | str | datetime.timedelta | dict[str, int] | None = None,
         check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int | None = None,
         log_every_n_steps: int | None = None, enable_checkpointing: bool | None = None,
         enable_progress_bar: bool | None = None, enable_model_summary: bool | None = None,
@@ -382,7 +387,7 @@ class Trainer:
 
     @property
     def val_dataloaders_present(self) -> bool:
-        return bool(self.val_dataloaders) and any(count for count in self.num_val_batches)
+        return bool(self.loaders.val) and any(count for count in self.num_val_batches)
 
     @property
     def estimated_stepping_batches(self) -> float:
@@ -398,9 +403,9 @@ class Trainer:
 
 
 # The run's data, as data/loaders.py sets it up.
-for _name, _field in (("train_dataloader", "train"), ("val_dataloaders", "val"), ("test_dataloaders", "test"),
-                      ("predict_dataloaders", "predict"), ("num_training_batches", "num_training_batches"),
-                      ("num_val_batches", "num_val_batches"), ("num_sanity_val_batches", "num_sanity_val_batches"),
-                      ("num_test_batches", "num_test_batches"), ("num_predict_batches", "num_predict_batches"),
-                      ("val_check_batch", "val_check_batch")):
+for _name, _field in (("train_dataloader", "train"), ("val_dataloaders", "val_as_given"),
+                      ("test_dataloaders", "test_as_given"), ("predict_dataloaders", "predict_as_given"),
+                      ("num_training_batches", "num_training_batches"), ("num_val_batches", "num_val_batches"),
+                      ("num_sanity_val_batches", "num_sanity_val_batches"), ("num_test_batches", "num_test_batches"),
+                      ("num_predict_batches", "num_predict_batches"), ("val_check_batch", "val_check_batch")):
     setattr(Trainer, _name, LoaderAttribute(_field))

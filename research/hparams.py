@@ -34,15 +34,17 @@ class HyperparametersMixin:
         """Record the ``__init__`` arguments (or the named ones, or one mapping given) in ``self.hparams``.
 
         Called in a base class's ``__init__``, it records the arguments of every ``__init__`` that called it through
-        ``super().__init__(...)`` for this object too; a subclass's value wins for a name both take."""
+        ``super().__init__(...)`` for this object too; a subclass's value wins for a name both take. Called from a
+        helper method, it records the arguments of the ``__init__`` that called the helper. As in Lightning, each
+        call adds to what earlier calls recorded (a base's call, then a subclass's)."""
         caller = frame if frame is not None else inspect.currentframe().f_back
         try:
-            hparams = collect_init_arguments(caller, args, ignore)
+            hparams = collect_init_arguments(_init_frame_of(self, caller), args, ignore)
         finally:
             del caller
         self._log_hyperparams = logger
-        self._hparams = AttributeDict(hparams)
-        self._hparams_initial = AttributeDict(hparams)
+        self.hparams.update(hparams)
+        self._hparams_initial = AttributeDict(self.hparams)
 
     @property
     def hparams(self) -> AttributeDict:
@@ -57,19 +59,29 @@ class HyperparametersMixin:
         return AttributeDict(getattr(self, "_hparams_initial", None) or {})
 
 
-def collect_init_arguments(
-    frame: FrameType, selected: Sequence[Any], ignore: Sequence[str] | str | None
-) -> dict[str, Any]:
-    """The arguments of the ``__init__`` running in ``frame``, narrowed as save_hyperparameters asks.
+def _init_frame_of(owner: Any, frame: FrameType | None) -> FrameType | None:
+    """The innermost ``__init__`` of ``owner`` at or above ``frame`` (a helper method it called is passed over)."""
+    while frame is not None and not (_is_init(frame) and _self_of(frame) is owner):
+        frame = frame.f_back
+    return frame
 
-    ``selected`` may name arguments (strings), or hold one mapping to record as it is.
+
+def _is_init(frame: FrameType) -> bool:
+    return frame.f_code.co_name == "__init__" and "__class__" in frame.f_locals
+
+
+def collect_init_arguments(
+    frame: FrameType | None, selected: Sequence[Any], ignore: Sequence[str] | str | None
+) -> dict[str, Any]:
+    """The arguments of the ``__init__`` running in ``frame`` (none without one), narrowed as save_hyperparameters
+    asks. ``selected`` may name arguments (strings), or hold one mapping to record as it is.
     """
     if len(selected) == 1 and isinstance(selected[0], Mapping):
         return dict(selected[0])
     if len(selected) == 1 and hasattr(selected[0], "__dict__") and not isinstance(selected[0], str):
         return dict(vars(selected[0]))  # an argparse.Namespace
 
-    arguments = _chained_init_arguments(frame)
+    arguments = _chained_init_arguments(frame) if frame is not None else {}
     if selected:
         unknown = [name for name in selected if name not in arguments]
         if unknown:
@@ -88,10 +100,7 @@ def _chained_init_arguments(frame: FrameType) -> dict[str, Any]:
     merged = _init_arguments(frame)
     owner = _self_of(frame)
     caller = frame.f_back
-    while (
-        owner is not None and caller is not None and caller.f_code.co_name == "__init__"
-        and "__class__" in caller.f_locals and _self_of(caller) is owner
-    ):
+    while owner is not None and caller is not None and _is_init(caller) and _self_of(caller) is owner:
         merged.update(_init_arguments(caller))
         caller = caller.f_back
     return merged

@@ -1,13 +1,15 @@
 """``Callback``, the base of every subscriber, and how its hooks become receivers of the bus.
 
 Its no-op hook methods are generated from the event table in ``engineering/events.py``, so the list of hooks
-is written once. Only the hooks a subclass overrides are connected, each checked when it connects.
+is written once. Only the hooks a subclass overrides are connected, each checked when it connects; hooks set on
+an instance, and every hook of a ``unittest.mock`` mock, are connected too and called exactly as Lightning calls them.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -69,11 +71,56 @@ def overrides(subclass: type, base: type, name: str) -> bool:
     return getattr(subclass, name, None) is not getattr(base, name, None)
 
 
+def defines(obj: Any, base: type, name: str) -> bool:
+    """Whether ``obj`` has its own ``name``: overridden in its class, or set on the instance. A hook set to None
+    on the instance is switched off (``model.validation_step = None`` skips validation, as in Lightning)."""
+    own = getattr(obj, "__dict__", {})
+    if name in own:
+        return own[name] is not None
+    return overrides(type(obj), base, name)
+
+
 def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
-    """The bound hook methods of ``obj`` that override ``base``'s no-op, with their events."""
-    cls = type(obj)
+    """The bound hook methods of ``obj`` that override ``base``'s no-op, with their events (hooks set on the
+    instance are ``instance_hooks``). A hook ``base`` lacks is not one of its hooks: Lightning never calls a
+    module's ``on_sanity_check_start``, for one."""
+    cls, own = type(obj), getattr(obj, "__dict__", {})
     return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items()
-            if hasattr(cls, name) and overrides(cls, base, name)]
+            if name not in own and hasattr(base, name) and hasattr(cls, name) and overrides(cls, base, name)]
+
+
+def instance_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
+    """Hooks set on the instance (``callback.on_train_start = fn``) rather than defined by its class; for a
+    ``unittest.mock`` mock, every hook, as Lightning calls every hook of every callback."""
+    mock = sys.modules.get("unittest.mock")  # not imported: nothing can be a mock
+    if mock is not None and isinstance(obj, mock.NonCallableMock):
+        return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items() if hasattr(base, name)]
+    own = getattr(obj, "__dict__", {})
+    return [(event, own[name]) for name, event in HOOK_EVENTS.items()
+            if own.get(name) is not None and hasattr(base, name)]
+
+
+def called_as_lightning_calls(event: Event, hook: Callable[..., Any], several_dataloaders: Callable[[], bool],
+                              callback: bool) -> Callable[..., Any]:
+    """``hook`` called exactly as Lightning calls it, for a hook that takes whatever it is given (a mock records
+    it): the payload by position, ``dataloader_idx`` only with several dataloaders, ``stage`` by keyword. A
+    callback's receiver takes the bus's ``(trainer, pl_module=, **payload)``; a module's, the payload's values."""
+    keyword = "stage" if event.payload == ("stage",) else None
+    drops_dataloader_idx = event.payload[-1:] == ("dataloader_idx",)
+
+    def call(*arguments: Any) -> Any:
+        if drops_dataloader_idx and not several_dataloaders():
+            arguments = arguments[:-1]
+        if keyword:
+            return hook(*arguments[:-1], **{keyword: arguments[-1]})
+        return hook(*arguments)
+
+    def receive(trainer: Any, pl_module: Any, **payload: Any) -> Any:
+        return call(trainer, pl_module, *payload.values())
+
+    chosen = receive if callback else call
+    chosen.__qualname__ = getattr(hook, "__qualname__", repr(hook))
+    return chosen
 
 
 def callback_receiver(event: Event, hook: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,6 +3,7 @@
     hooks(event, **payload):
         the callbacks, in list order          over the bus (blinker), with sender=trainer
         the module's own hook                 a direct call; its return value is the answer (-1 ends an epoch)
+                                              (class overrides, and hooks set on the instance)
         at on_train_epoch_end only: the monitoring callbacks (Callback.is_monitor), directly, after the module
 
 The bus only notifies; whatever steers the loop is called here directly, in an order written down once.
@@ -14,7 +15,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from engineering import events
-from engineering.bus.callback import Callback, callback_receiver, check_arity, overridden_hooks
+from engineering.bus.callback import (
+    Callback, callback_receiver, called_as_lightning_calls, check_arity, instance_hooks, overridden_hooks,
+)
 from engineering.bus.log_writer import LogWriter, direct_receiver
 from engineering.errors import MisconfigurationError
 from engineering.events import Event
@@ -30,22 +33,21 @@ class HookRunner:
         profiler = trainer.profiler
         self._module_hooks: dict[Event, Callable[..., Any]] = {}
         self._without_dataloader_idx: list[tuple[Event, str]] = []  # batch hooks written for one dataloader
+        self._several_dataloaders = False  # in the loop running now; hooks set on an instance are told only then
         for event, hook in overridden_hooks(module, LightningModule):
             if not check_arity(event, hook, leading=0):
                 self._without_dataloader_idx.append((event, hook.__qualname__))
                 hook = _without_dataloader_idx(hook)
             self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", hook)
+        for event, hook in instance_hooks(module, LightningModule):
+            self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", called_as_lightning_calls(
+                event, hook, self._reads_several_dataloaders, callback=False))
         self._monitors: list[Callable[..., Any]] = []
         self._connections: list[tuple[Event, Callable[..., Any]]] = []
         for callback in trainer.callbacks:
-            for event, hook in overridden_hooks(callback, Callback):
-                if not callback.listens_to(event.name):
-                    continue
-                if not check_arity(event, hook, leading=2):
-                    self._without_dataloader_idx.append((event, hook.__qualname__))
-                receiver = profiler.timed(f"[Callback]{type(callback).__qualname__}.{event.name}",
-                                          callback_receiver(event, hook))
-                if callback.is_monitor and event is events.on_train_epoch_end:
+            for event, receiver, is_monitor in self._callback_receivers(callback):
+                receiver = profiler.timed(f"[Callback]{type(callback).__qualname__}.{event.name}", receiver)
+                if is_monitor and event is events.on_train_epoch_end:
                     self._monitors.append(receiver)
                 else:
                     self._connections.append((event, receiver))
@@ -56,6 +58,23 @@ class HookRunner:
             self._connections.append((events.log_hyperparams, deliver(logger.log_hyperparams)))
         for event, receiver in self._connections:
             event.connect(receiver, sender=trainer, weak=False)
+
+    def _callback_receivers(self, callback: Callback) -> list[tuple[Event, Callable[..., Any], bool]]:
+        """The receivers of ``callback``'s hooks: those its class overrides, then those set on the instance (all
+        of a mock's, which is never a monitor)."""
+        receivers = []
+        for event, hook in overridden_hooks(callback, Callback):
+            if callback.listens_to(event.name):
+                if not check_arity(event, hook, leading=2):
+                    self._without_dataloader_idx.append((event, hook.__qualname__))
+                receivers.append((event, callback_receiver(event, hook), callback.is_monitor))
+        for event, hook in instance_hooks(callback, Callback):
+            receiver = called_as_lightning_calls(event, hook, self._reads_several_dataloaders, callback=True)
+            receivers.append((event, receiver, getattr(type(callback), "is_monitor", False)))
+        return receivers
+
+    def _reads_several_dataloaders(self) -> bool:
+        return self._several_dataloaders
 
     def heard(self, event: Event) -> bool:
         """Whether anyone hears ``event``: an event nobody hears costs its caller not even a call."""
@@ -81,6 +100,7 @@ class HookRunner:
 
     def check_dataloader_idx(self, batch_events: Iterable[Event], dataloaders: int) -> None:
         """With several dataloaders every batch hook must take ``dataloader_idx``: refuse the run before it starts."""
+        self._several_dataloaders = dataloaders > 1
         if dataloaders < 2:
             return
         lacking = [name for event, name in self._without_dataloader_idx if event in set(batch_events)]

@@ -9,7 +9,7 @@ import math
 import warnings
 from typing import Any
 
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.config import val_check_batch
 from engineering.data.batches import (
     as_loader_list, limited_batches, sized_length, with_resumable_sampler, without_shuffle,
@@ -25,9 +25,9 @@ def loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
     if given is not None:
         return given
     for source, base in ((datamodule, LightningDataModule), (model, LightningModule)):
-        if source is not None and overrides(type(source), base, hook):
+        if source is not None and defines(source, base, hook):
             return getattr(source, hook)()
-    if datamodule is not None and hasattr(datamodule, hook):
+    if datamodule is not None and getattr(datamodule, hook, None) is not None:
         try:
             return getattr(datamodule, hook)()
         except NotImplementedError:
@@ -54,7 +54,8 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
             "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
             "(drop_last=True with fewer samples than one batch gives none)."
         )
-    loaders.val = as_loader_list(loaders_from(val, datamodule, model, "val_dataloader"))
+    loaders.val_as_given = loaders_from(val, datamodule, model, "val_dataloader")
+    loaders.val = as_loader_list(loaders.val_as_given)
     _warn_about_empty(trainer, loaders.val, "validation")
     loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
@@ -92,7 +93,15 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
     """The loaders of validate, test or predict, with their batch limits."""
     loaders: Loaders = trainer.loaders
     hook, flag = _EVALUATION_SOURCES[fn]
-    found = as_loader_list(loaders_from(given, datamodule, model, hook))
+    found = loaders_from(given, datamodule, model, hook)
+    if found is None and getattr(trainer, flag) != 0:
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn.value}(dataloaders=...)`. Found None. Either pass the "
+            f"dataloader to the `.{fn.value}()` method OR implement `def {hook}(self):` in your "
+            "LightningModule/LightningDataModule."
+        )
+    setattr(loaders, f"{_AS_GIVEN[fn]}_as_given", found)
+    found = as_loader_list(found)
     _warn_about_empty(trainer, found, fn.value.replace("validate", "validation"))
     limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
     if fn is TrainerFn.VALIDATING:
@@ -103,6 +112,7 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
         loaders.predict, loaders.num_predict_batches = found, limits
 
 
+_AS_GIVEN = {TrainerFn.VALIDATING: "val", TrainerFn.TESTING: "test", TrainerFn.PREDICTING: "predict"}
 _EVALUATION_SOURCES = {
     TrainerFn.VALIDATING: ("val_dataloader", "limit_val_batches"),
     TrainerFn.TESTING: ("test_dataloader", "limit_test_batches"),

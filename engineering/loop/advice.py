@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
 from engineering.loop.state import TrainerFn
@@ -20,8 +20,10 @@ _EVALUATION_STEPS = {TrainerFn.VALIDATING: "validation_step", TrainerFn.TESTING:
 
 def require_evaluation_step(fn: TrainerFn, model: Any) -> None:
     """``trainer.validate`` / ``trainer.test`` need the step they run: refused, as Lightning does, before any hook."""
+    if fn is TrainerFn.PREDICTING and model.predict_step is None:
+        raise MisconfigurationError("`predict_step` cannot be None to run `Trainer.predict`")
     step = _EVALUATION_STEPS.get(fn)
-    if step is not None and not overrides(type(model), LightningModule, step):
+    if step is not None and not defines(model, LightningModule, step):
         raise MisconfigurationError(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
 
 
@@ -36,23 +38,24 @@ def drop_unpicklable_hyperparameters(model: Any) -> None:
 
 def validation_step_missing(model: Any) -> bool:
     """True, with Lightning's warning, when validation loaders are given but the module cannot validate."""
-    if overrides(type(model), LightningModule, "validation_step"):
+    if defines(model, LightningModule, "validation_step"):
         return False
     _warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
     return True
 
 
+def warn_validation_without_loaders(model: Any) -> None:
+    """Lightning's warning when the module can validate but fit got no validation data (nothing validates)."""
+    if defines(model, LightningModule, "validation_step"):
+        _warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.")
+
+
 def warn_about_fit(trainer: Any, model: Any) -> None:
-    """When fit starts: an unset ``max_epochs``, a logging interval longer than the epoch, modules in eval mode,
-    limits already reached."""
+    """When fit starts: a logging interval longer than the epoch, modules in eval mode, limits already reached."""
     if not trainer.is_global_zero:
         return
     if schedule.fit_done(trainer):
         nothing_left_to_fit(trainer)
-    config = trainer.config
-    if config.max_epochs is None and config.max_steps == -1 and config.max_time is None:
-        _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
-              "set `max_epochs=-1`.")
     batches = trainer.num_training_batches
     if trainer.loggers and batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
         _warn(f"The number of training batches ({batches}) is smaller than the logging interval "
@@ -62,6 +65,13 @@ def warn_about_fit(trainer: Any, model: Any) -> None:
     if in_eval_mode:
         _warn(f"Found {len(in_eval_mode)} module(s) in eval mode at the start of training. This may lead to "
               "unexpected behavior during training. If this is intentional, you can ignore this warning.")
+
+
+def say_max_epochs_unset(trainer: Any) -> None:
+    """When fit starts without max_epochs, max_steps or max_time: the 1000-epoch default, as Lightning says it."""
+    if trainer.is_global_zero:
+        _warn("`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, "
+              "set `max_epochs=-1`.")
 
 
 def training_step_returned_none() -> None:

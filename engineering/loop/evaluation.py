@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from engineering import events
-from engineering.bus.callback import overrides
+from engineering.bus.callback import defines
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
 from engineering.data.transfer import batch_mover
@@ -47,7 +48,7 @@ def run_sanity_check(trainer: Any) -> None:
     rng_states = capture_rng_states()
     trainer.state.stage = RunningStage.SANITY_CHECKING
     trainer.hooks(events.on_sanity_check_start)
-    run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.val_dataloaders, trainer.num_sanity_val_batches)
+    run_evaluation(trainer, RunningStage.SANITY_CHECKING, trainer.loaders.val, trainer.num_sanity_val_batches)
     trainer.hooks(events.on_sanity_check_end)
     trainer.results.reset()
     trainer.state.stage = RunningStage.TRAINING
@@ -66,7 +67,7 @@ def run_validation_in_fit(trainer: Any) -> int:
     """Validate; returns the signal (agreed by all ranks) that cut the pass short, or 0 when it ran to the end."""
     try:
         with trainer.profiler.profile("validation"):
-            run_evaluation(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+            run_evaluation(trainer, RunningStage.VALIDATING, trainer.loaders.val, trainer.num_val_batches)
     except SignalDuringValidation as cut_short:
         return cut_short.signum
     finally:
@@ -78,7 +79,7 @@ def run_validation_in_fit(trainer: Any) -> int:
 def run_evaluation(
     trainer: Any, stage: RunningStage, loaders: list[Any], limits: list[float]
 ) -> list[dict[str, float]]:
-    """One pass over validation or test data.
+    """One pass over validation or test data, every hook of it without gradients (as in Lightning).
 
         on_{stage}_model_eval
         on_{stage}_start; on_{stage}_epoch_start
@@ -89,6 +90,11 @@ def run_evaluation(
         on_{stage}_model_train when overridden, else every submodule back in the mode it had
     Returns one dict of epoch metrics per dataloader.
     """
+    with _no_grad(trainer):
+        return _evaluate(trainer, stage, loaders, limits)
+
+
+def _evaluate(trainer: Any, stage: RunningStage, loaders: list[Any], limits: list[float]) -> list[dict[str, float]]:
     module, results, hooks = trainer.lightning_module, trainer.results, trainer.hooks
     prefix = stage.hook_prefix
     stage_events = _STAGE_EVENTS[prefix]
@@ -107,8 +113,7 @@ def run_evaluation(
     move = batch_mover(trainer)
     # Inside fit, a preemption signal or Ctrl-C is answered between validation batches (one read each).
     watches_signals = stage is RunningStage.VALIDATING and trainer.state.fn is TrainerFn.FITTING
-    with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"), _modes_back_if_cut_short(
-            module, prefix, modes, results):
+    with trainer.profiler.profile(f"run_{prefix}_evaluation"), _modes_back_if_cut_short(module, prefix, modes, results):
         for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             results.dataloader_idx = dataloader_idx if several else None
             for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
@@ -132,6 +137,7 @@ def run_evaluation(
     hooks(stage_events["end"])
     results.reset_metric_objects(store)
     _leave_eval_mode(module, prefix, modes)
+    trainer.state.validation_ended = time.monotonic()  # a duration val_check_interval counts from here
     return _metrics_per_dataloader(results, store, len(loaders))
 
 
@@ -149,7 +155,7 @@ def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
     """An overridden ``on_{prefix}_model_train`` decides; otherwise every submodule gets back the mode it had
     before evaluation (a frozen backbone stays in eval mode), as in Lightning."""
     hook = f"on_{prefix}_model_train"
-    if overrides(type(module), LightningModule, hook):
+    if defines(module, LightningModule, hook):
         getattr(module, hook)()
         return
     for name, submodule in module.named_modules():
@@ -170,12 +176,19 @@ def _metrics_per_dataloader(results: Any, store: RunningStage, count: int) -> li
 
 
 def _no_grad(trainer: Any) -> Any:
-    use_inference_mode = trainer.inference_mode and trainer.strategy.supports_inference_mode
+    """Inference mode where the Trainer and strategy allow it; within fit, no_grad, as Lightning validates there."""
+    use_inference_mode = (trainer.inference_mode and trainer.strategy.supports_inference_mode
+                          and trainer.state.fn is not TrainerFn.FITTING)
     return torch.inference_mode() if use_inference_mode else torch.no_grad()
 
 
 def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
     """on_predict_start → per batch: on_predict_batch_start, predict_step, on_predict_batch_end → on_predict_end."""
+    with _no_grad(trainer):  # every hook of the pass too, as in Lightning
+        return _predict(trainer, loaders, limits, keep)
+
+
+def _predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) -> list[Any]:
     module, hooks = trainer.lightning_module, trainer.hooks
     stage_events = _STAGE_EVENTS["predict"]
     several = len(loaders) > 1
@@ -188,17 +201,16 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     with_batch_idx = takes_batch_idx(module.predict_step)
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     move = batch_mover(trainer)
-    with _no_grad(trainer):
-        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
-                batch = move(batch, dataloader_idx)
-                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
-                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-                if keep:
-                    predictions[dataloader_idx].append(outputs)
-                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                      dataloader_idx=dataloader_idx)
+    for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+            batch = move(batch, dataloader_idx)
+            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+            outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
+            if keep:
+                predictions[dataloader_idx].append(outputs)
+            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                  dataloader_idx=dataloader_idx)
     hooks(stage_events["epoch_end"])
     hooks(stage_events["end"])
     return predictions if several else predictions[0]

@@ -182,7 +182,7 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     progress, module = trainer.progress, trainer.lightning_module
     stopping = schedule.epoch_must_end(trainer, started)
     signum = 0  # a signal that cut validation short, agreed by all ranks
-    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping):
+    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping, started):
         if window_end:
             module.on_validation_model_zero_grad()  # free gradient memory during validation
         signum = run_validation_in_fit(trainer)

@@ -294,7 +294,8 @@ def _levels(name: str, hook: str | None, on_step: bool | None, on_epoch: bool | 
     defaults = _LOG_DEFAULTS.get(hook)  # type: ignore[arg-type]
     if defaults is None:
         raise MisconfigurationError(
-            f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
+            (f"You can't `self.log()` inside `{hook}`. " if hook else "")
+            + f"self.log({name!r}) was called in {hook or 'no hook'}, where logging is not supported. "
             "Log from training_step, validation_step, test_step, their batch hooks or their epoch hooks."
         )
     default_on_step, default_on_epoch, step_allowed = defaults
@@ -302,8 +303,8 @@ def _levels(name: str, hook: str | None, on_step: bool | None, on_epoch: bool | 
     on_epoch = default_on_epoch if on_epoch is None else on_epoch
     if on_step and not step_allowed:
         raise MisconfigurationError(
-            f"self.log({name!r}, on_step=True) in {hook}: this hook runs once per epoch. "
-            "Use on_step=False (the default there)."
+            f"You can't `self.log(on_step=True)` inside `{hook}`, must be one of (False,). self.log({name!r}) there "
+            "logs once per epoch: use on_step=False (the default there)."
         )
     if not on_step and not on_epoch:
         raise MisconfigurationError(f"self.log({name!r}) with on_step=False and on_epoch=False logs nothing.")

@@ -29,7 +29,7 @@ from engineering.checkpointing.checkpoint import load_checkpoint, preemption_sig
 from engineering.checkpointing.ckpt_path import resolve_checkpoint_path
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
-from engineering.loop import advice, evaluation, fit
+from engineering.loop import advice, evaluation, fit, schedule
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
 from engineering.optimization.optimizers import set_up_optimizers
@@ -62,6 +62,8 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     previous_settings = _apply_global_settings(trainer.deterministic, trainer.benchmark)
     try:
         trainer.strategy.setup_environment()
+        if fn is TrainerFn.FITTING:
+            schedule.settle_epoch_limits(trainer)
         if trainer.world_size > 1:  # every rank writes where rank 0's logger says
             rank_zero_only.rank = trainer.global_rank  # as Lightning's strategies: @rank_zero_only follows the job
             trainer.shared_log_dir = trainer.strategy.broadcast(trainer.log_dir)
@@ -140,6 +142,9 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     loaders = trainer.loaders
     if loaders.val and advice.validation_step_missing(model):  # Lightning skips the validation loop, saying so
         loaders.val, loaders.num_val_batches, loaders.num_sanity_val_batches = [], [], []
+        loaders.val_as_given = None
+    elif not loaders.val and trainer.is_global_zero:
+        advice.warn_validation_without_loaders(model)
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
     if checkpoint:
         restore(trainer, checkpoint)

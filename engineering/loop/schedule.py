@@ -9,8 +9,23 @@ from typing import Any
 
 import torch
 
+from engineering.config import val_check_seconds
+from engineering.loop import advice
+
 # With several ranks, asking whether any received a preemption signal is a collective: poll every few steps.
 PREEMPTION_POLL_STEPS = 8
+
+
+def settle_epoch_limits(trainer: Any) -> None:
+    """As Lightning when fit starts: an unset max_epochs becomes 1000 (-1 when max_steps or max_time bounds the run)
+    and an unset min_epochs 0 (without min_steps); the Trainer reads these values from then on, as Lightning's."""
+    if trainer.max_epochs is None:
+        bounded = trainer.max_steps != -1 or trainer.max_time is not None
+        if not bounded:
+            advice.say_max_epochs_unset(trainer)
+        trainer.max_epochs = -1 if bounded else 1000
+    if trainer.min_epochs is None and trainer.min_steps is None:
+        trainer.min_epochs = 0
 
 
 def sanity_check_due(trainer: Any) -> bool:
@@ -69,10 +84,19 @@ def validates_this_epoch(trainer: Any) -> bool:
     return every is None or (trainer.progress.epoch + 1) % every == 0
 
 
-def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool) -> bool:
-    """In an epoch that validates: whether validation runs after this batch."""
+def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool, started: float) -> bool:
+    """In an epoch that validates: whether validation runs after this batch. A duration ``val_check_interval``
+    counts from the later of training's start (``started``) and the end of the last validation, across epochs;
+    an epoch's end alone does not validate then (as in Lightning)."""
     if stopping:
         return True
+    seconds = val_check_seconds(trainer.val_check_interval)
+    if seconds is not None:
+        if is_last and math.isinf(trainer.num_training_batches):
+            return True
+        ended = trainer.state.validation_ended
+        since = started if ended is None else max(started, ended)
+        return time.monotonic() - since >= seconds
     interval = trainer.val_check_batch
     if math.isinf(interval):
         return is_last

@@ -58,6 +58,7 @@ class TrainerState:
     status: TrainerStatus = TrainerStatus.INITIALIZING
     fn: TrainerFn | None = None
     stage: RunningStage | None = None
+    validation_ended: float | None = None  # time.monotonic() when a validation last ended: a duration counts from it
 
     @property
     def finished(self) -> bool:
@@ -96,7 +97,11 @@ class Loaders:
     num_sanity_val_batches: list[float] = field(default_factory=list)
     num_test_batches: list[float] = field(default_factory=list)
     num_predict_batches: list[float] = field(default_factory=list)
-    val_check_batch: float = float("inf")
+    val_check_batch: float | None = float("inf")  # None: a duration val_check_interval decides
+    # The loaders as the user gave them (one, a list, a dict): what trainer.val_dataloaders & co. return.
+    val_as_given: Any = None
+    test_as_given: Any = None
+    predict_as_given: Any = None
     # The random state the training epoch's iterator was created from: a checkpoint taken mid-epoch stores it,
     # and a resume recreates the same shuffled order from it.
     epoch_rng_states: dict[str, Any] | None = None

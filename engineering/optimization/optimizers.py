@@ -76,7 +76,13 @@ class LightningOptimizer:
                                                                       "configure_gradient_clipping"))
 
         def closure_then_clip() -> Any:
-            loss = closure() if closure is not None else None
+            if closure is None:
+                loss = None
+            elif automatic:  # forward and backward need gradients even where step() runs under @torch.no_grad()
+                with torch.enable_grad():
+                    loss = closure()
+            else:
+                loss = closure()
             if loss is not None or not automatic:  # a backward ran: hooks see true gradients
                 trainer.strategy.precision.unscale_gradients(self._optimizer)
             trainer.hooks(events.on_before_optimizer_step, optimizer=self._optimizer)
