@@ -214,7 +214,8 @@ def import_problem(path: str, base: type) -> str:
         for depth, attribute in enumerate(parts[split:]):
             if not hasattr(found, attribute):
                 owner = ".".join(parts[:split + depth])
-                classes = {name: value for name, value in vars(found).items() if isinstance(value, type)}
+                names = getattr(found, "__all__", None) or list(vars(found))  # a package's lazy names too
+                classes = {name: value for name in names if isinstance(value := getattr(found, name, None), type)}
                 fitting = [name for name, value in classes.items() if issubclass(value, base)]
                 # A class of the expected kind first; then any class of the module.
                 prefix = owner + "."

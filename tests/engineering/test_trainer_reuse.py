@@ -32,11 +32,11 @@ def test_a_second_fit_with_nothing_left_to_train_warns_naming_the_fix(tmp_path, 
 def test_a_second_fit_with_a_higher_max_epochs_trains_on_silently(tmp_path):
     trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
     model = TinyModule()
-    trainer.fit(model, tiny_loader())
+    trainer.fit(model, tiny_loader(), tiny_loader())
     trainer.max_epochs = 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trainer.fit(model, tiny_loader())
+        trainer.fit(model, tiny_loader(), tiny_loader())
     assert (trainer.current_epoch, trainer.global_step) == (2, 8)
 
 
