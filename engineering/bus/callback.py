@@ -89,15 +89,19 @@ def overridden_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., An
             if name not in own and hasattr(base, name) and hasattr(cls, name) and overrides(cls, base, name)]
 
 
-def instance_hooks(obj: Any, base: type) -> list[tuple[Event, Callable[..., Any]]]:
-    """Hooks set on the instance (``callback.on_train_start = fn``) rather than defined by its class; for a
+def instance_hooks(obj: Any, base: type, leading: int) -> list[tuple[Event, Callable[..., Any]]]:
+    """Hooks set on the instance (``callback.on_train_start = fn``) rather than defined by its class, their
+    signatures checked as ``check_arity`` checks (``leading`` arguments before the payload); for a
     ``unittest.mock`` mock, every hook, as Lightning calls every hook of every callback."""
     mock = sys.modules.get("unittest.mock")  # not imported: nothing can be a mock
     if mock is not None and isinstance(obj, mock.NonCallableMock):
         return [(event, getattr(obj, name)) for name, event in HOOK_EVENTS.items() if hasattr(base, name)]
     own = getattr(obj, "__dict__", {})
-    return [(event, own[name]) for name, event in HOOK_EVENTS.items()
-            if own.get(name) is not None and hasattr(base, name)]
+    hooks = [(event, own[name]) for name, event in HOOK_EVENTS.items()
+             if own.get(name) is not None and hasattr(base, name)]
+    for event, hook in hooks:
+        check_arity(event, hook, leading)
+    return hooks
 
 
 def called_as_lightning_calls(event: Event, hook: Callable[..., Any], several_dataloaders: Callable[[], bool],

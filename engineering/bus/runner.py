@@ -39,7 +39,7 @@ class HookRunner:
                 self._without_dataloader_idx.append((event, hook.__qualname__))
                 hook = _without_dataloader_idx(hook)
             self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", hook)
-        for event, hook in instance_hooks(module, LightningModule):
+        for event, hook in instance_hooks(module, LightningModule, leading=0):
             self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", called_as_lightning_calls(
                 event, hook, self._reads_several_dataloaders, callback=False))
         self._monitors: list[Callable[..., Any]] = []
@@ -68,7 +68,7 @@ class HookRunner:
                 if not check_arity(event, hook, leading=2):
                     self._without_dataloader_idx.append((event, hook.__qualname__))
                 receivers.append((event, callback_receiver(event, hook), callback.is_monitor))
-        for event, hook in instance_hooks(callback, Callback):
+        for event, hook in instance_hooks(callback, Callback, leading=2):
             receiver = called_as_lightning_calls(event, hook, self._reads_several_dataloaders, callback=True)
             receivers.append((event, receiver, getattr(type(callback), "is_monitor", False)))
         return receivers

@@ -78,7 +78,8 @@ def test_hyperparameters_go_to_hparams_yaml(tmp_path):
 def test_hparams_yaml_is_written_when_save_hyperparameters_recorded_nothing(tmp_path):
     class NoArguments(TinyModule):
         def __init__(self):
-            super().__init__()
+            super(TinyModule, self).__init__()  # past TinyModule's own save_hyperparameters: nothing is recorded
+            self.layer = torch.nn.Linear(32, 2)
             self.save_hyperparameters()
 
         def configure_optimizers(self):
