@@ -4,8 +4,8 @@ Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_s
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
 class names, ``loops`` and ``pytorch-lightning_version``) so a Lightning checkpoint loads here and a tribus one
 in Lightning; tribus adds ``format_version``, ``progress`` (the whole ``loop.state.Progress``), ``rng_states``,
-``epoch_rng_states`` and ``train_dataloader_state``. The file format (atomic write, checksum, safe load) is
-``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
+``epoch_rng_states``, ``train_loader_passes`` (several training loaders) and ``train_dataloader_state``. The file
+format (atomic write, checksum, safe load) is ``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         checkpoint["epoch_metrics"] = trainer.results.state_dict()
         if trainer.loaders.epoch_rng_states is not None:
             checkpoint["epoch_rng_states"] = trainer.loaders.epoch_rng_states
+        if trainer.loaders.train_streams is not None:  # several loaders: where each one's pass is
+            checkpoint["train_loader_passes"] = trainer.loaders.train_streams.records()
     stateful = stateful_part(trainer.train_dataloader)
     if stateful is not None:
         checkpoint["train_dataloader_state"] = stateful.state_dict()

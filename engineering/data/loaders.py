@@ -6,11 +6,15 @@ Each function fills the run's ``Loaders`` (``loop/state.py``); the Trainer reads
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
+
+import torch
 
 from engineering.bus.callback import overrides
 from engineering.config import val_check_batch
 from engineering.data.batches import as_loader_list, limited_batches, with_resumable_sampler, without_shuffle
+from engineering.data.combined import CombinedLoader, combined_length, flatten
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import Loaders, TrainerFn
 from research import LightningDataModule, LightningModule
@@ -40,12 +44,17 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
         raise MisconfigurationError(
             "fit needs training data: pass train_dataloaders, a datamodule, or define train_dataloader()."
         )
-    if trainer.overfit_batches:
-        train = without_shuffle(train)
-    if trainer.use_distributed_sampler and trainer.world_size > 1:  # as Lightning: only across processes
-        train = with_resumable_sampler(train, trainer.world_size, trainer.global_rank)
-    loaders.train = train
-    loaders.num_training_batches = limited_batches(train, trainer.limit_train_batches, "limit_train_batches")
+    combined = combined_training_loader(train)
+    sources = combined.flattened if combined is not None else [train]
+    prepared = [_prepared_for_training(trainer, loader) for loader in sources]
+    if combined is None:
+        loaders.train = prepared[0]
+        loaders.num_training_batches = limited_batches(prepared[0], trainer.limit_train_batches, "limit_train_batches")
+    else:
+        combined.flattened = prepared
+        combined.limits = [limited_batches(d, trainer.limit_train_batches, "limit_train_batches") for d in prepared]
+        loaders.train, loaders.combined = combined.iterables, combined
+        loaders.num_training_batches = combined_length(combined)
     if loaders.num_training_batches == 0 and trainer.limit_train_batches != 0:
         raise MisconfigurationError(
             "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
@@ -56,6 +65,32 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
     loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
     loaders.val_check_batch = val_check_batch(trainer.val_check_interval, loaders.num_training_batches)
+
+
+def combined_training_loader(train: Any) -> CombinedLoader | None:
+    """How a training source is read: a CombinedLoader as given; a dict, list or tuple of loaders (nested as you
+    like) as ``CombinedLoader(train, "max_size_cycle")``, as Lightning does; None for one loader (or a list of
+    batches, read as one iterable)."""
+    if isinstance(train, CombinedLoader):
+        return train
+    if not isinstance(train, (dict, list, tuple)):
+        return None
+    leaves, _ = flatten(train)
+    if not leaves or not all(_reads_batches(leaf) for leaf in leaves):
+        return None
+    return CombinedLoader(train, "max_size_cycle")
+
+
+def _reads_batches(candidate: Any) -> bool:
+    return isinstance(candidate, Iterable) and not isinstance(candidate, (list, tuple, dict, str, bytes, torch.Tensor))
+
+
+def _prepared_for_training(trainer: Any, loader: Any) -> Any:
+    if trainer.overfit_batches:
+        loader = without_shuffle(loader)
+    if trainer.use_distributed_sampler and trainer.world_size > 1:  # as Lightning: only across processes
+        loader = with_resumable_sampler(loader, trainer.world_size, trainer.global_rank)
+    return loader
 
 
 def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, given: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -20,7 +20,8 @@ from engineering.bus.callback import overrides
 from engineering.checkpointing.checkpoint import (
     capture_rng_states, restore_rng_states, stop_for_preemption, write_requested_checkpoints,
 )
-from engineering.data.batches import epoch_batches
+from engineering.data.batches import epoch_batches, tell_epoch
+from engineering.data.training_passes import combined_epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
@@ -127,20 +128,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
     move = batch_mover(trainer)
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
-    loader = trainer.train_dataloader
-    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
-        trainer.loaders.epoch_rng_states = capture_rng_states(loader)
-    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
-        restore_rng_states(epoch_rng_states, loader)
-        trainer.loaders.epoch_rng_states = epoch_rng_states
-    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
-        if rng_states is not None:
-            restore_rng_states(rng_states, loader)
-
-    batches = epoch_batches(
-        loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
-        progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
-    )
+    batches = _training_batches(trainer, rng_states, epoch_rng_states)
     if profiling:
         batches = schedule.timed_fetches(batches, trainer.profiler.profile)
 
@@ -171,6 +159,37 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if _end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
             return is_last
     return True
+
+
+def _training_batches(trainer: Any, rng_states: dict[str, Any] | None,
+                      epoch_rng_states: dict[str, Any] | None) -> Iterator[tuple[int, Any, bool]]:
+    """This epoch's ``(batch_idx, batch, is_last)`` from ``progress.batch_idx`` on, in the order an uninterrupted
+    run reads them; several loaders are read together as their CombinedLoader says."""
+    progress, loaders = trainer.progress, trainer.loaders
+    loader = trainer.train_dataloader
+    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
+        loaders.epoch_rng_states = capture_rng_states(loader)
+    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
+        restore_rng_states(epoch_rng_states, loader)
+        loaders.epoch_rng_states = epoch_rng_states
+
+    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
+        if rng_states is not None:
+            restore_rng_states(rng_states, loader)
+
+    if loaders.combined is None:
+        return epoch_batches(
+            loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
+            progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        )
+    for each in loaders.combined.flattened:
+        tell_epoch(each, progress.epoch, progress.sampler_seed)
+    resumed, loaders.resumed_passes = loaders.resumed_passes if progress.batch_idx else None, None
+    return combined_epoch_batches(
+        loaders.combined, trainer.num_training_batches, progress.batch_idx, resumed,
+        trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        on_streams=lambda streams: setattr(loaders, "train_streams", streams),
+    )
 
 
 def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,

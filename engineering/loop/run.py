@@ -122,6 +122,7 @@ def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path
     checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
     if checkpoint:
         restore(trainer, checkpoint)
+        trainer.loaders.resumed_passes = checkpoint.get("train_loader_passes")
         advice.say_resumed(trainer, TrainerFn.FITTING, checkpoint_path)
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
         trainer.progress.sampler_seed = distributed_sampler_seed()

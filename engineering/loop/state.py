@@ -100,6 +100,11 @@ class Loaders:
     # The random state the training epoch's iterator was created from: a checkpoint taken mid-epoch stores it,
     # and a resume recreates the same shuffled order from it.
     epoch_rng_states: dict[str, Any] | None = None
+    # Several training loaders: how they are read together, the current epoch's passes over them (a checkpoint
+    # taken mid-epoch stores their records), and the records a resumed run reopens them from.
+    combined: Any = None
+    train_streams: Any = None
+    resumed_passes: list[dict[str, Any]] | None = None
 
 
 class LoaderAttribute:
