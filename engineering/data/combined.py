@@ -252,6 +252,22 @@ class CombinedLoader(Iterable[Any]):
         self._reader = None
 
 
+class CombinedBatches(Iterable[Any]):
+    """A CombinedLoader read as one loader: its batches alone, without batch_idx and dataloader_idx."""
+
+    def __init__(self, combined: CombinedLoader) -> None:
+        self.combined = combined
+
+    def __iter__(self) -> Iterator[Any]:
+        return (batch for batch, _, _ in iter(self.combined))
+
+    def __len__(self) -> int:
+        length = combined_length(self.combined)
+        if math.isinf(length):
+            raise TypeError("one of the combined loaders has no length")
+        return int(length)
+
+
 def combined_length(loader: CombinedLoader) -> float:
     """How many batches a pass over ``loader`` yields under its mode and limits (inf when unknown)."""
     lengths = [sized_length(iterable) for iterable in loader.flattened]

@@ -14,7 +14,7 @@ import torch
 from engineering.bus.callback import overrides
 from engineering.config import val_check_batch
 from engineering.data.batches import as_loader_list, limited_batches, with_resumable_sampler, without_shuffle
-from engineering.data.combined import CombinedLoader, combined_length, flatten
+from engineering.data.combined import CombinedBatches, CombinedLoader, combined_length, flatten
 from engineering.errors import MisconfigurationError
 from engineering.loop.state import Loaders, TrainerFn
 from research import LightningDataModule, LightningModule
@@ -60,7 +60,7 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
             "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
             "(drop_last=True with fewer samples than one batch gives none)."
         )
-    loaders.val = as_loader_list(loaders_from(val, datamodule, model, "val_dataloader"))
+    loaders.val = evaluation_loader_list(loaders_from(val, datamodule, model, "val_dataloader"), "fit")
     loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
     loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
@@ -81,6 +81,23 @@ def combined_training_loader(train: Any) -> CombinedLoader | None:
     return CombinedLoader(train, "max_size_cycle")
 
 
+def evaluation_loader_list(source: Any, entry_point: str) -> list[Any]:
+    """The loaders an evaluation reads one after the other (``dataloader_idx`` in order): a dict, list or nested
+    collection of loaders is flattened, as Lightning's sequential CombinedLoader does. A CombinedLoader in another
+    mode is one loader of combined batches (not for predict, as in Lightning)."""
+    if isinstance(source, CombinedLoader):
+        if source.mode == "sequential":
+            return list(source.flattened)
+        if entry_point == "predict":
+            raise ValueError('`trainer.predict()` only supports the `CombinedLoader(mode="sequential")` mode.')
+        return [CombinedBatches(source)]
+    if isinstance(source, (dict, list, tuple)):
+        leaves, _ = flatten(source)
+        if leaves and all(_reads_batches(leaf) for leaf in leaves):
+            return leaves
+    return as_loader_list(source)
+
+
 def _reads_batches(candidate: Any) -> bool:
     return isinstance(candidate, Iterable) and not isinstance(candidate, (list, tuple, dict, str, bytes, torch.Tensor))
 
@@ -97,7 +114,7 @@ def set_up_evaluation_loaders(trainer: Any, fn: TrainerFn, model: Any, datamodul
     """The loaders of validate, test or predict, with their batch limits."""
     loaders: Loaders = trainer.loaders
     hook, flag = _EVALUATION_SOURCES[fn]
-    found = as_loader_list(loaders_from(given, datamodule, model, hook))
+    found = evaluation_loader_list(loaders_from(given, datamodule, model, hook), fn.value)
     limits = [limited_batches(loader, getattr(trainer, flag), flag) for loader in found]
     if fn is TrainerFn.VALIDATING:
         loaders.val, loaders.num_val_batches = found, limits
