@@ -36,8 +36,8 @@ from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomic
 
 __all__ = [
     "CheckpointError", "FORMAT_VERSION", "Preempted", "build_checkpoint", "capture_rng_states", "load_checkpoint",
-    "preemption_signals", "resolve_checkpoint_path", "restore", "restore_rng_states", "save_atomically",
-    "stop_for_preemption", "write_requested_checkpoints",
+    "preemption_signals", "resolve_checkpoint_path", "restore", "restore_rng_states", "restore_train_loader_state",
+    "save_atomically", "stop_for_preemption", "write_requested_checkpoints",
 ]
 
 FORMAT_VERSION = 1
@@ -139,10 +139,6 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
     schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
     _restore_each("learning-rate scheduler", schedulers, checkpoint.get("lr_schedulers", []),
                   lambda scheduler, state: scheduler.load_state_dict(state))
-    stateful = stateful_part(trainer.train_dataloader)
-    if stateful is not None and "train_dataloader_state" in checkpoint:
-        stateful.load_state_dict(checkpoint["train_dataloader_state"])
-
     if "epoch_metrics" in checkpoint:
         trainer.results.load_state_dict(checkpoint["epoch_metrics"])
     if "progress" in checkpoint:
@@ -157,6 +153,13 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
             f"The checkpoint was saved in epoch {trainer.progress.epoch}, beyond Trainer(max_epochs="
             f"{trainer.max_epochs}). Raise max_epochs to train further."
         )
+
+
+def restore_train_loader_state(trainer: Any, checkpoint: dict[str, Any]) -> None:
+    """A loader (or sampler) that keeps its own place in the data gets back the place the checkpoint recorded."""
+    stateful = stateful_part(trainer.train_dataloader)
+    if stateful is not None and "train_dataloader_state" in checkpoint:
+        stateful.load_state_dict(checkpoint["train_dataloader_state"])
 
 
 def _restore_each(kind: str, objects: list[Any], states: list[Any], load: Callable[[Any, Any], None]) -> None:

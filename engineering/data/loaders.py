@@ -37,14 +37,44 @@ def loaders_from(given: Any, datamodule: Any, model: Any, hook: str) -> Any:
 
 
 def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, val: Any) -> None:
-    """The training loader (with a resumable sampler where the Trainer may replace it) and the validation loaders."""
+    """The training loader (with a resumable sampler where the Trainer may replace it) and the validation loaders;
+    where they came from is kept, for reload_dataloaders_every_n_epochs."""
+    trainer.loaders.fit_sources = (datamodule, train, val)
+    _set_up_train_loader(trainer, model, datamodule, train)
+    _set_up_val_loaders(trainer, model, datamodule, val)
+
+
+def reload_train_loader_if_due(trainer: Any) -> None:
+    """At an epoch's start: the training loaders asked for again, once reload_dataloaders_every_n_epochs epochs
+    have passed since they were (counting from the epoch the run started or resumed in, as Lightning does)."""
+    loaders, every, epoch = trainer.loaders, trainer.reload_dataloaders_every_n_epochs, trainer.progress.epoch
+    if every and epoch - loaders.train_loaded_epoch >= every:
+        datamodule, train, _ = loaders.fit_sources
+        _set_up_train_loader(trainer, trainer.lightning_module, datamodule, train)
+        loaders.train_loaded_epoch = epoch
+
+
+def reload_val_loaders_if_due(trainer: Any) -> None:
+    """Before a validation in fit: the validation loaders asked for again when reload_dataloaders_every_n_epochs
+    epochs have passed since they were. Those set up with fit count from their first validation; those the sanity
+    check already read, from then (when the first epoch validates) or from never."""
+    loaders, every, epoch = trainer.loaders, trainer.reload_dataloaders_every_n_epochs, trainer.progress.epoch
+    if not every or epoch - loaders.val_loaded_epoch < every:
+        return
+    if loaders.val_read:
+        datamodule, _, val = loaders.fit_sources
+        _set_up_val_loaders(trainer, trainer.lightning_module, datamodule, val)
+    loaders.val_loaded_epoch, loaders.val_read = epoch, True
+
+
+def _set_up_train_loader(trainer: Any, model: Any, datamodule: Any, train: Any) -> None:
     loaders: Loaders = trainer.loaders
     train = loaders_from(train, datamodule, model, "train_dataloader")
     if train is None:
         raise MisconfigurationError(
             "fit needs training data: pass train_dataloaders, a datamodule, or define train_dataloader()."
         )
-    combined = combined_training_loader(train)
+    combined = loaders.combined = combined_training_loader(train)
     sources = combined.flattened if combined is not None else [train]
     prepared = [_prepared_for_training(trainer, loader) for loader in sources]
     if combined is None:
@@ -53,18 +83,22 @@ def set_up_fit_loaders(trainer: Any, model: Any, datamodule: Any, train: Any, va
     else:
         combined.flattened = prepared
         combined.limits = [limited_batches(d, trainer.limit_train_batches, "limit_train_batches") for d in prepared]
-        loaders.train, loaders.combined = combined.iterables, combined
+        loaders.train = combined.iterables
         loaders.num_training_batches = combined_length(combined)
     if loaders.num_training_batches == 0 and trainer.limit_train_batches != 0:
         raise MisconfigurationError(
             "The training dataloader is empty: it yielded no batches. Check the dataset and batch_size "
             "(drop_last=True with fewer samples than one batch gives none)."
         )
+    loaders.val_check_batch = val_check_batch(trainer.val_check_interval, loaders.num_training_batches)
+
+
+def _set_up_val_loaders(trainer: Any, model: Any, datamodule: Any, val: Any) -> None:
+    loaders: Loaders = trainer.loaders
     loaders.val = evaluation_loader_list(loaders_from(val, datamodule, model, "val_dataloader"), "fit")
     loaders.num_val_batches = [limited_batches(d, trainer.limit_val_batches, "limit_val_batches") for d in loaders.val]
     sanity = math.inf if trainer.num_sanity_val_steps == -1 else trainer.num_sanity_val_steps
     loaders.num_sanity_val_batches = [min(sanity, count) for count in loaders.num_val_batches]
-    loaders.val_check_batch = val_check_batch(trainer.val_check_interval, loaders.num_training_batches)
 
 
 def combined_training_loader(train: Any) -> CombinedLoader | None:

@@ -21,6 +21,7 @@ from engineering.checkpointing.checkpoint import (
     capture_rng_states, restore_rng_states, stop_for_preemption, write_requested_checkpoints,
 )
 from engineering.data.batches import epoch_batches, tell_epoch
+from engineering.data.loaders import reload_train_loader_if_due, reload_val_loaders_if_due
 from engineering.data.training_passes import combined_epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
@@ -74,8 +75,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
     progress, hooks, results = trainer.progress, trainer.hooks, trainer.results
     module = trainer.lightning_module
     hooks(events.on_fit_start)
-    if schedule.sanity_check_due(trainer):
-        run_sanity_check(trainer)
+    _sanity_check_if_due(trainer)
     advice.warn_about_fit(trainer, module)  # modes are left as the user set them, as in Lightning
     hooks(events.on_train_start)
     started = time.monotonic()
@@ -85,6 +85,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
             restore_rng_states(rng_states, trainer.train_dataloader)
             rng_states = None
         if progress.batch_idx == 0:  # a run resumed mid-epoch keeps the aggregates its checkpoint restored
+            reload_train_loader_if_due(trainer)
             results.start_epoch(RunningStage.TRAINING)
         results.stage = RunningStage.TRAINING
         hooks(events.on_train_epoch_start)
@@ -94,6 +95,17 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
     advice.say_why_fit_stopped(trainer)
     hooks(events.on_train_end)
     hooks(events.on_fit_end)
+
+
+def _sanity_check_if_due(trainer: Any) -> None:
+    """The sanity check (not when resuming). reload_dataloaders_every_n_epochs counts the validation loaders from
+    it when the first epoch validates, as Lightning does."""
+    if not schedule.sanity_check_due(trainer):
+        return
+    run_sanity_check(trainer)
+    trainer.loaders.val_read = True
+    if schedule.validates_this_epoch(trainer):
+        trainer.loaders.val_loaded_epoch = trainer.progress.epoch
 
 
 def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
@@ -200,6 +212,7 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping):
         if window_end:
             module.on_validation_model_zero_grad()  # free gradient memory during validation
+        reload_val_loaders_if_due(trainer)
         run_validation_in_fit(trainer)
         stopping = stopping or schedule.epoch_must_end(trainer, started)  # EarlyStopping decided in validation
     if window_end and module.automatic_optimization and trainer.lr_scheduler_configs:

@@ -105,6 +105,12 @@ class Loaders:
     combined: Any = None
     train_streams: Any = None
     resumed_passes: list[dict[str, Any]] | None = None
+    # reload_dataloaders_every_n_epochs: where fit's loaders came from (datamodule, train, val), the epoch each kind
+    # was last asked for, and whether the validation loaders set up with fit have been read (by the sanity check).
+    fit_sources: tuple[Any, Any, Any] = (None, None, None)
+    train_loaded_epoch: float = 0
+    val_loaded_epoch: float = float("-inf")
+    val_read: bool = False
 
 
 class LoaderAttribute:

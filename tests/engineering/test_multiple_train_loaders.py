@@ -163,3 +163,30 @@ def test_a_run_stopped_mid_epoch_resumes_bitwise_with_several_shuffled_loaders(t
         assert data[key].read == straight_data[key].read[len(straight_data[key].read) - len(data[key].read):]
     if resumes_at == (0, 5):  # a had started over once: its second pass had read one batch of 3
         assert len(data["a"].read) == len(straight_data["a"].read) - 10 - 3
+
+
+def test_a_list_of_batches_stays_one_iterable_of_batches(tmp_path):
+    seen = []
+
+    class Sees(TwoHeads):
+        def training_step(self, batch, batch_idx):
+            seen.append(batch.tolist())
+            return self.net[0].weight.sum() * 0
+
+    Trainer(max_epochs=1, default_root_dir=tmp_path, **FLAGS).fit(Sees(), [torch.ones(2), torch.zeros(3)])
+    assert seen == [[1.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_a_users_combined_loader_keeps_its_mode_and_sets_the_epoch_length(tmp_path):
+    seen = []
+
+    class Sees(TwoHeads):
+        def training_step(self, batch, batch_idx):
+            seen.append([part.tolist() for part in batch])
+            return self.net[0].weight.sum() * 0
+
+    trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **FLAGS)
+    trainer.fit(Sees(), CombinedLoader([DataLoader(torch.arange(4.0), batch_size=2),
+                                        DataLoader(torch.arange(9.0), batch_size=3)], mode="min_size"))
+    assert trainer.num_training_batches == 2
+    assert seen == [[[0.0, 1.0], [0.0, 1.0, 2.0]], [[2.0, 3.0], [3.0, 4.0, 5.0]]]
