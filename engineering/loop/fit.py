@@ -22,6 +22,7 @@ from engineering.checkpointing.checkpoint import (
 )
 from engineering.data.batches import epoch_batches, tell_epoch
 from engineering.data.loaders import reload_train_loader_if_due, reload_val_loaders_if_due
+from engineering.data.step_iterator import takes_dataloader_iter
 from engineering.data.training_passes import combined_epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
@@ -128,6 +129,10 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
 def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None,
                        epoch_rng_states: dict[str, Any] | None) -> bool:
     """One epoch of training batches; returns whether its last batch ran."""
+    if takes_dataloader_iter(trainer.lightning_module.training_step):  # training_step(self, dataloader_iter)
+        from engineering.loop.fit_with_iterator import run_training_epoch_with_iterator  # builds on this module
+
+        return run_training_epoch_with_iterator(trainer, started)
     progress, hooks, module = trainer.progress, trainer.hooks, trainer.lightning_module
     automatic = module.automatic_optimization
     accumulate, log_every = trainer.accumulate_grad_batches, trainer.log_every_n_steps  # read once an epoch
@@ -168,7 +173,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 
-        if _end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
+        if end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
             return is_last
     return True
 
@@ -204,7 +209,7 @@ def _training_batches(trainer: Any, rng_states: dict[str, Any] | None,
     )
 
 
-def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
+def end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
                   checkpointers: list[Any]) -> bool:
     """Validation when due, plateau schedulers, requested checkpoints, preemption; returns whether the epoch ends."""
     progress, module = trainer.progress, trainer.lightning_module

@@ -29,6 +29,7 @@ from engineering.checkpointing.checkpoint import (
 )
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
+from engineering.data.step_iterator import warn_about_dataloader_iter
 from engineering.loop import advice, evaluation, fit
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -45,6 +46,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
     if datamodule is not None and not isinstance(datamodule, LightningDataModule):
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
     advice.require_evaluation_step(fn, model)
+    warn_about_dataloader_iter(fn, model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
