@@ -12,7 +12,9 @@ from engineering import events
 from engineering.bus.callback import overrides
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
+from engineering.data.step_iterator import takes_dataloader_iter
 from engineering.data.transfer import batch_mover
+from engineering.loop.evaluation_with_iterator import evaluation_steps_with_iterator
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
 from engineering.loop.state import RunningStage
 from research import LightningModule
@@ -76,8 +78,6 @@ def run_evaluation(
     stage_events = _STAGE_EVENTS[prefix]
     step_name = f"{prefix}_step"
     step = step_function(trainer, step_name, getattr(module, step_name))
-    with_batch_idx = takes_batch_idx(getattr(module, step_name))
-    several = len(loaders) > 1
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
     modes = {name: submodule.training for name, submodule in module.named_modules()}
@@ -87,22 +87,13 @@ def run_evaluation(
     results.start_epoch(store)
     hooks(stage_events["start"])
     hooks(stage_events["epoch_start"])
-    move = batch_mover(trainer)
     with _no_grad(trainer), trainer.profiler.profile(f"run_{prefix}_evaluation"):
-        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            results.dataloader_idx = dataloader_idx if several else None
-            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
-                batch = move(batch, dataloader_idx)
-                results.batch = batch
-                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                results.hook = step_name
-                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
-                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                      dataloader_idx=dataloader_idx)
-                if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
-                    log_step = results.next_evaluation_step(dataloader_idx)
-                    flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
+        if takes_dataloader_iter(getattr(module, step_name)):  # the step reads its own batches
+            results.hook = step_name
+            evaluation_steps_with_iterator(trainer, stage_events, step, loaders, limits,
+                                           lambda outputs, started_in, _: _flush_step_values(trainer, started_in))
+        else:
+            _run_evaluation_batches(trainer, stage_events, step, step_name, loaders, limits)
     results.dataloader_idx = None
     results.end_epoch(store)
     hooks(stage_events["epoch_end"])
@@ -111,6 +102,33 @@ def run_evaluation(
     results.reset_metric_objects(store)
     _leave_eval_mode(module, prefix, modes)
     return _metrics_per_dataloader(results, store, len(loaders))
+
+
+def _run_evaluation_batches(trainer: Any, stage_events: dict[str, Any], step: Callable[..., Any], step_name: str,
+                            loaders: list[Any], limits: list[float]) -> None:
+    """Each loader's batches in turn: batch → device, batch start, the step, batch end, step values out."""
+    results, hooks = trainer.results, trainer.hooks
+    with_batch_idx = takes_batch_idx(getattr(trainer.lightning_module, step_name))
+    several = len(loaders) > 1
+    move = batch_mover(trainer)
+    for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        results.dataloader_idx = dataloader_idx if several else None
+        for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+            batch = move(batch, dataloader_idx)
+            results.batch = batch
+            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            results.hook = step_name
+            arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+            outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
+            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                  dataloader_idx=dataloader_idx)
+            _flush_step_values(trainer, dataloader_idx)
+
+
+def _flush_step_values(trainer: Any, dataloader_idx: int) -> None:
+    if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
+        log_step = trainer.results.next_evaluation_step(dataloader_idx)
+        flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
 
 
 def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
@@ -153,20 +171,33 @@ def run_predict(trainer: Any, loaders: list[Any], limits: list[float], keep: boo
     hooks(stage_events["epoch_start"])
     predictions: list[list[Any]] = [[] for _ in loaders]
     step = step_function(trainer, "predict_step", module.predict_step)
-    with_batch_idx = takes_batch_idx(module.predict_step)
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
-    move = batch_mover(trainer)
+
+    def kept(outputs: Any, _: int, dataloader_idx: int) -> None:
+        if keep:
+            predictions[dataloader_idx].append(outputs)
+
     with _no_grad(trainer):
-        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
-                batch = move(batch, dataloader_idx)
-                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
-                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-                if keep:
-                    predictions[dataloader_idx].append(outputs)
-                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                      dataloader_idx=dataloader_idx)
+        if takes_dataloader_iter(module.predict_step):  # the step reads its own batches
+            evaluation_steps_with_iterator(trainer, stage_events, step, loaders, limits, kept)
+        else:
+            _run_predict_batches(trainer, stage_events, step, loaders, limits, kept)
     hooks(stage_events["epoch_end"])
     hooks(stage_events["end"])
     return predictions if several else predictions[0]
+
+
+def _run_predict_batches(trainer: Any, stage_events: dict[str, Any], step: Callable[..., Any], loaders: list[Any],
+                         limits: list[float], kept: Callable[[Any, int, int], None]) -> None:
+    hooks, several = trainer.hooks, len(loaders) > 1
+    with_batch_idx = takes_batch_idx(trainer.lightning_module.predict_step)
+    move = batch_mover(trainer)
+    for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+            batch = move(batch, dataloader_idx)
+            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+            outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
+            kept(outputs, dataloader_idx, dataloader_idx)
+            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                  dataloader_idx=dataloader_idx)

@@ -32,13 +32,13 @@ class ReadsItself(LightningModule):
     def __init__(self, per_step: int, log: list) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(1, 1)
-        self.per_step, self.log = per_step, log
+        self.per_step, self.record = per_step, log
 
     def training_step(self, dataloader_iter):
         loss = 0
         for _ in range(self.per_step):
             batch, batch_idx, dataloader_idx = next(dataloader_iter)
-            self.log.append(("next", batch.tolist(), batch_idx, dataloader_idx))
+            self.record.append(("next", batch.tolist(), batch_idx, dataloader_idx))
             loss = loss + self.layer(batch.view(-1, 1)).sum()
         return loss
 
@@ -109,3 +109,70 @@ def test_lightnings_warnings_name_the_flavor(tmp_path):
         with pytest.warns(UserWarning, match="You are using the `dataloader_iter` step flavor"):
             Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET).fit(
                 ReadsItself(1, []), DataLoader(torch.arange(2.0), batch_size=1))
+
+
+class EvaluationRecords(Callback):
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.log.append(("start", None if batch is None else batch.tolist(), batch_idx, dataloader_idx))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.log.append(("end", batch.tolist(), batch_idx, dataloader_idx, outputs))
+
+
+class ValidatesItself(ReadsItself):
+    def validation_step(self, dataloader_iter):
+        read = []
+        for _ in range(self.per_step):
+            batch, batch_idx, dataloader_idx = next(dataloader_iter)
+            self.record.append(("next", batch.tolist(), batch_idx, dataloader_idx))
+            read.append(batch_idx)
+        self.log("v", float(sum(read)))
+        return read
+
+    def predict_step(self, dataloader_iter):
+        batch, _, _ = next(dataloader_iter)
+        return batch * 2
+
+
+def two_loaders() -> list[DataLoader]:
+    return [DataLoader(torch.arange(3.0), batch_size=1), DataLoader(torch.arange(10.0, 12.0), batch_size=1)]
+
+
+def test_validation_reads_the_loaders_one_after_the_other_and_logs_as_lightning(tmp_path):
+    log: list = []
+    results = Trainer(callbacks=[EvaluationRecords(log)], default_root_dir=tmp_path, **QUIET).validate(
+        ValidatesItself(1, log), two_loaders())
+    assert log == [
+        ("start", None, 0, 0), ("next", [0.0], 0, 0), ("end", [0.0], 0, 0, [0]),
+        ("start", [0.0], 0, 0), ("next", [1.0], 1, 0), ("end", [1.0], 1, 0, [1]),
+        ("start", [1.0], 1, 0), ("next", [2.0], 2, 0), ("end", [2.0], 2, 0, [2]),
+        ("start", [2.0], 2, 0), ("next", [10.0], 0, 1), ("end", [10.0], 0, 1, [0]),
+        ("start", [10.0], 0, 1), ("next", [11.0], 1, 1), ("end", [11.0], 1, 1, [1]),
+    ]
+    # A step's value counts for the dataloader of the batch read before it, as in Lightning: (0 + 1 + 2 + 0) / 4.
+    assert results == [{"v/dataloader_idx_0": 0.75}, {"v/dataloader_idx_1": 1.0}]
+
+
+def test_validation_reading_past_the_end_stops_there(tmp_path):
+    log: list = []
+    results = Trainer(callbacks=[EvaluationRecords(log)], default_root_dir=tmp_path, **QUIET).validate(
+        ValidatesItself(2, log), two_loaders())
+    assert log == [
+        ("start", None, 0, 0), ("next", [0.0], 0, 0), ("next", [1.0], 1, 0), ("end", [1.0], 1, 0, [0, 1]),
+        ("start", [1.0], 1, 0), ("next", [2.0], 2, 0), ("next", [10.0], 0, 1), ("end", [10.0], 0, 1, [2, 0]),
+        ("start", [10.0], 0, 1), ("next", [11.0], 1, 1),
+    ]
+    assert results == [{"v/dataloader_idx_0": 1.5}, {}]
+
+
+def test_predictions_go_to_the_loader_of_the_last_batch_read(tmp_path):
+    trainer = Trainer(default_root_dir=tmp_path, **QUIET)
+    predictions = trainer.predict(ValidatesItself(1, []), two_loaders())
+    assert [[batch.tolist() for batch in per_loader] for per_loader in predictions] == [
+        [[0.0], [2.0], [4.0]], [[20.0], [22.0]]
+    ]
+    single = trainer.predict(ValidatesItself(1, []), DataLoader(torch.arange(3.0), batch_size=1))
+    assert [batch.tolist() for batch in single] == [[0.0], [2.0], [4.0]]
