@@ -43,6 +43,13 @@ def test_validate_reads_each_loader_with_its_dataloader_idx(tmp_path, given):
     assert results == [{"value/dataloader_idx_0": pytest.approx(4 / 3)}, {"value/dataloader_idx_1": 28.0}]
 
 
+def test_val_dataloaders_lists_the_loaders_of_a_collection_in_order(tmp_path):
+    loaders = collection()
+    trainer = Trainer(default_root_dir=tmp_path, **QUIET)
+    trainer.validate(Reads(), loaders)
+    assert trainer.val_dataloaders == [loaders["small"], loaders["large"][0]]
+
+
 def test_test_and_predict_read_a_sequential_combined_loader(tmp_path):
     model = Reads()
     trainer = Trainer(default_root_dir=tmp_path, limit_test_batches=1, **QUIET)
