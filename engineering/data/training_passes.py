@@ -66,7 +66,11 @@ class RecordedStreams(Streams):
         if reads == 0:
             self.iterators[index], self.reads[index] = iter(self.loaders[index]), 0
             return
-        skipping = rebuilt_skipping(original, reads, self._drawing_order(index, record["first_read"]))
+        if getattr(original, "num_workers", 0) == 0:
+            around_draw = self._drawing_order(index, record["first_read"])
+        else:  # with workers the order is drawn inside iter(), right after the base seed: as it was
+            around_draw = (_nothing, _nothing)
+        skipping = rebuilt_skipping(original, reads, around_draw)
         if skipping is not None:
             self.iterators[index] = iter(self.to_device(skipping))
         else:  # no batch sampler to skip with: read the batches and drop them
@@ -89,6 +93,10 @@ class RecordedStreams(Streams):
             restore_rng_states(current.pop(), original)
 
         return before, after
+
+
+def _nothing() -> None:
+    pass
 
 
 def combined_epoch_batches(

@@ -53,8 +53,8 @@ class TwoHeads(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.01)
 
 
-def shuffled(dataset: Dataset, batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True)
+def shuffled(dataset: Dataset, batch_size: int, workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
 
 
 def test_a_dict_of_loaders_is_read_as_max_size_cycle(tmp_path):
@@ -127,7 +127,8 @@ class InterruptAt(Callback):
             raise Interrupted
 
 
-def train(root: Path, ckpt_path=None, extra=()) -> tuple[TwoHeads, Trainer, dict[str, Recorded], torch.Tensor]:
+def train(root: Path, ckpt_path=None, extra=(), workers: int = 0) -> tuple[TwoHeads, Trainer, dict[str, Recorded],
+                                                                       torch.Tensor]:
     """3 epochs over a (10 samples, batch 3: 4 batches) and b (24 samples, batch 4: 6 batches), a step's
     checkpoint after every batch."""
     seed_everything(0)
@@ -137,7 +138,8 @@ def train(root: Path, ckpt_path=None, extra=()) -> tuple[TwoHeads, Trainer, dict
     trainer = Trainer(max_epochs=3, callbacks=callbacks, default_root_dir=root,
                       **{**FLAGS, "enable_checkpointing": True})
     try:
-        trainer.fit(model, {"a": shuffled(data["a"], 3), "b": shuffled(data["b"], 4)}, ckpt_path=ckpt_path)
+        trainer.fit(model, {"a": shuffled(data["a"], 3, workers), "b": shuffled(data["b"], 4, workers)},
+                    ckpt_path=ckpt_path)
     except Interrupted:
         pass
     return model, trainer, data, torch.get_rng_state()
@@ -163,6 +165,16 @@ def test_a_run_stopped_mid_epoch_resumes_bitwise_with_several_shuffled_loaders(t
         assert data[key].read == straight_data[key].read[len(straight_data[key].read) - len(data[key].read):]
     if resumes_at == (0, 5):  # a had started over once: its second pass had read one batch of 3
         assert len(data["a"].read) == len(straight_data["a"].read) - 10 - 3
+
+
+def test_with_loader_workers_a_resume_after_a_loader_started_over_is_bitwise_too(tmp_path):
+    """With workers a loader draws its order inside iter(), not at its first batch."""
+    straight_model, _, _, straight_rng = train(tmp_path / "straight", workers=1)
+    train(tmp_path, extra=[InterruptAt(6)], workers=1)
+    model, _, _, rng = train(tmp_path, ckpt_path="last", workers=1)
+    for name, value in straight_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert torch.equal(rng, straight_rng)
 
 
 def test_a_list_of_batches_stays_one_iterable_of_batches(tmp_path):
