@@ -106,7 +106,8 @@ def combined_epoch_batches(
 ) -> Iterator[tuple[int, Any, bool]]:
     """The training batches of one epoch over ``combined``, from batch ``start`` on, as ``(batch_idx, batch,
     is_last)``; each batch has the collection's shape (alone in sequential mode). ``resumed`` (mid-epoch) are
-    the checkpoint's pass records; ``order_drawn`` is called once every pass is open, before the first batch.
+    the checkpoint's pass records (without them, the first ``start`` batches are read and dropped);
+    ``order_drawn`` is called once every pass is open, before the first batch.
     ``on_streams`` receives the streams, whose ``records()`` a checkpoint stores."""
     streams = RecordedStreams(combined.flattened, to_device)
     on_streams(streams)
@@ -119,6 +120,11 @@ def combined_epoch_batches(
         reader.resume_at(start)
     else:
         reader.start()
+        for _ in range(start):  # a checkpoint without pass records (Lightning's): read past what was trained
+            try:
+                reader.step()
+            except StopIteration:
+                break
     order_drawn()
 
     def batches() -> Iterator[Any]:

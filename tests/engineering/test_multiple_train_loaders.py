@@ -202,3 +202,15 @@ def test_a_users_combined_loader_keeps_its_mode_and_sets_the_epoch_length(tmp_pa
                                         DataLoader(torch.arange(9.0), batch_size=3)], mode="min_size"))
     assert trainer.num_training_batches == 2
     assert seen == [[[0.0, 1.0], [0.0, 1.0, 2.0]], [[2.0, 3.0], [3.0, 4.0, 5.0]]]
+
+
+def test_a_mid_epoch_checkpoint_without_pass_records_reads_past_the_trained_batches(tmp_path):
+    train(tmp_path, extra=[InterruptAt(6)])  # the last checkpoint: epoch 0, batch 5
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    del last["train_loader_passes"]  # as a checkpoint Lightning wrote would be
+    torch.save(last, tmp_path / "lightning.ckpt")
+    model, trainer, data, _ = train(tmp_path, ckpt_path=tmp_path / "lightning.ckpt")
+    assert trainer.progress.epoch == 3 and trainer.global_step == 18
+    # Every epoch reads a's 10 samples and two batches of 3 of its second pass, the resumed one too: it read its
+    # 6 batches from the start and trained on the last.
+    assert len(data["a"].read) == 3 * (10 + 2 * 3)
