@@ -213,6 +213,7 @@ class TrainerConfig:
     inference_mode: bool = True
     use_distributed_sampler: bool = True
     sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
     profiler: Any = None
     detect_anomaly: bool = False
     on_nonfinite: str | None = None
@@ -234,6 +235,7 @@ class TrainerConfig:
         check_int("max_steps", self.max_steps, minimum=-1)
         check_int("num_nodes", self.num_nodes, minimum=1)
         check_int("accumulate_grad_batches", self.accumulate_grad_batches, minimum=1)
+        check_int("reload_dataloaders_every_n_epochs", self.reload_dataloaders_every_n_epochs, minimum=0)
         for name, minimum in (("min_steps", 0), ("min_epochs", 0), ("max_epochs", -1), ("check_val_every_n_epoch", 1),
                               ("num_sanity_val_steps", -1), ("log_every_n_steps", 1)):
             if getattr(self, name) is not None:
@@ -293,5 +295,5 @@ RUN_FLAGS = (
     "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval",
     "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "accumulate_grad_batches",
     "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "benchmark", "inference_mode", "detect_anomaly",
-    "on_nonfinite", "use_distributed_sampler", "num_nodes", "sync_batchnorm",
+    "on_nonfinite", "use_distributed_sampler", "num_nodes", "sync_batchnorm", "reload_dataloaders_every_n_epochs",
 )

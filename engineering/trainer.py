@@ -101,6 +101,9 @@ class Trainer:
             `ResumableSampler` (shuffled or not, as the loader was; sharded across processes, ordered as Lightning's
             `DistributedSampler`). One process keeps its sampler. `False` leaves samplers alone.
         sync_batchnorm: with DDP or FSDP, turn BatchNorm layers into SyncBatchNorm.
+        reload_dataloaders_every_n_epochs: ask the `*_dataloader()` hooks for the training loaders again every n
+            epochs (before the epoch starts), and for the validation loaders at the first validation n epochs after
+            they were last asked; `0` never. A run counts from the epoch it started or resumed in.
         profiler: `"simple"`, `"advanced"`, `"pytorch"`, `True` (simple), any name registered under the entry-point
             group `tribus.profilers`, or a `Profiler` object.
         detect_anomaly: `torch.autograd.set_detect_anomaly` for the duration of each run (slow; for debugging NaNs).
@@ -131,6 +134,7 @@ class Trainer:
         gradient_clip_algorithm: str | None = None, deterministic: bool | str | None = None,
         benchmark: bool | None = None, inference_mode: bool = True, use_distributed_sampler: bool = True,
         sync_batchnorm: bool = False, profiler: Profiler | str | bool | None = None, detect_anomaly: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
         on_nonfinite: str | None = None, barebones: bool = False, default_root_dir: str | os.PathLike | None = None,
     ) -> None:
         self._use_config(TrainerConfig(**{name: value for name, value in locals().items() if name != "self"}))

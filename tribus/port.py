@@ -37,7 +37,7 @@ _LOGGERS = {
 }
 _UTILITIES = {
     name: f"engineering.utilities:{name}" for name in (
-        "AttributeDict", "grad_norm", "is_picklable", "measure_flops", "move_data_to_device", "rank_zero_debug",
+        "AttributeDict", "CombinedLoader", "grad_norm", "is_picklable", "measure_flops", "move_data_to_device", "rank_zero_debug",
         "rank_zero_info", "rank_zero_only", "rank_zero_warn",
     )
 }
@@ -68,6 +68,7 @@ _MODULES: dict[str, dict[str, str]] = {
     "utilities.model_helpers": {"get_torchvision_model": "engineering.utilities.model_helpers:get_torchvision_model"},
     "utilities.imports": {name: f"engineering.utilities.imports:{name}"
                           for name in ("_TORCHVISION_AVAILABLE", "_OMEGACONF_AVAILABLE", "_RICH_AVAILABLE")},
+    "utilities.combined_loader": {"CombinedLoader": "engineering.utilities:CombinedLoader"},
     "utilities.exceptions": {"MisconfigurationException": "engineering:MisconfigurationError"},
     "utilities.types": {"LRSchedulerConfig": "engineering:LRSchedulerConfig"},
     "strategies": _STRATEGIES,

@@ -5,9 +5,9 @@ Keys follow Lightning (``epoch``, ``global_step``, ``state_dict``, ``optimizer_s
 ``callbacks``, ``hparams_name``/``hyper_parameters``, the datamodule's and the precision's state under their
 class names, ``loops`` and ``pytorch-lightning_version``) so a Lightning checkpoint loads here and a tribus one
 in Lightning; tribus adds ``format_version``, ``progress`` (the whole ``loop.state.Progress``), ``rng_states``,
-``epoch_rng_states``, ``train_dataloader_state`` and, in a preemption checkpoint, ``preempted_run``. The file
-format (atomic write, checksum, safe load) is ``research.checkpoint_io``; ModelCheckpoint is in
-``checkpointing/model_checkpoint.py``.
+``epoch_rng_states``, ``train_loader_passes`` (several training loaders), ``train_dataloader_state`` and, in a
+preemption checkpoint, ``preempted_run``. The file format (atomic write, checksum, safe load) is
+``research.checkpoint_io``; ModelCheckpoint is in ``checkpointing/model_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from research.checkpoint_io import CheckpointError, load_checkpoint, save_atomic
 
 __all__ = [
     "CheckpointError", "FORMAT_VERSION", "Preempted", "build_checkpoint", "capture_rng_states", "load_checkpoint",
-    "preemption_signals", "resolve_checkpoint_path", "restore", "restore_rng_states", "save_atomically",
-    "stop_for_preemption", "write_requested_checkpoints",
+    "preemption_signals", "resolve_checkpoint_path", "restore", "restore_rng_states", "restore_train_loader_state",
+    "save_atomically", "stop_for_preemption", "write_requested_checkpoints",
 ]
 
 FORMAT_VERSION = 1
@@ -89,6 +89,8 @@ def build_checkpoint(trainer: Any, weights_only: bool = False) -> dict[str, Any]
         checkpoint["epoch_metrics"] = trainer.results.state_dict()
         if trainer.loaders.epoch_rng_states is not None:
             checkpoint["epoch_rng_states"] = trainer.loaders.epoch_rng_states
+        if trainer.loaders.train_streams is not None:  # several loaders: where each one's pass is
+            checkpoint["train_loader_passes"] = trainer.loaders.train_streams.records()
     stateful = stateful_part(trainer.train_dataloader)
     if stateful is not None:
         checkpoint["train_dataloader_state"] = stateful.state_dict()
@@ -136,10 +138,6 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
     schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
     _restore_each("learning-rate scheduler", schedulers, checkpoint.get("lr_schedulers", []),
                   lambda scheduler, state: scheduler.load_state_dict(state))
-    stateful = stateful_part(trainer.train_dataloader)
-    if stateful is not None and "train_dataloader_state" in checkpoint:
-        stateful.load_state_dict(checkpoint["train_dataloader_state"])
-
     if "epoch_metrics" in checkpoint:
         trainer.results.load_state_dict(checkpoint["epoch_metrics"])
     if "progress" in checkpoint:
@@ -154,6 +152,13 @@ def restore(trainer: Any, checkpoint: dict[str, Any]) -> None:
             f"The checkpoint was saved in epoch {trainer.progress.epoch}, beyond Trainer(max_epochs="
             f"{trainer.max_epochs}). Raise max_epochs to train further."
         )
+
+
+def restore_train_loader_state(trainer: Any, checkpoint: dict[str, Any]) -> None:
+    """A loader (or sampler) that keeps its own place in the data gets back the place the checkpoint recorded."""
+    stateful = stateful_part(trainer.train_dataloader)
+    if stateful is not None and "train_dataloader_state" in checkpoint:
+        stateful.load_state_dict(checkpoint["train_dataloader_state"])
 
 
 def _restore_each(kind: str, objects: list[Any], states: list[Any], load: Callable[[Any, Any], None]) -> None:

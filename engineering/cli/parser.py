@@ -15,7 +15,6 @@ from research import LightningDataModule, LightningModule
 # them all, so they are read, and refused only when they ask for something other than Lightning's default.
 LIGHTNING_ONLY_TRAINER_FLAGS = {
     "plugins": None,
-    "reload_dataloaders_every_n_epochs": 0,
     "enable_autolog_hparams": True,
     "model_registry": None,
 }

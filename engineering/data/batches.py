@@ -59,10 +59,12 @@ def with_last_flag(loader: Iterable[Any], limit: float) -> Iterator[tuple[int, A
     """Yield ``(batch_idx, batch, is_last)`` for the first ``limit`` batches of ``loader``."""
     if limit <= 0:
         return
-    yield from _flagged(iter(loader), limit, 0, sized=math.isfinite(sized_length(loader)))
+    yield from flagged(iter(loader), limit, 0, sized=math.isfinite(sized_length(loader)))
 
 
-def _flagged(iterator: Iterator[Any], limit: float, batch_idx: int, sized: bool) -> Iterator[tuple[int, Any, bool]]:
+def flagged(iterator: Iterator[Any], limit: float, batch_idx: int, sized: bool) -> Iterator[tuple[int, Any, bool]]:
+    """``(batch_idx, batch, is_last)`` from ``iterator``, numbered from ``batch_idx`` up to ``limit``; ``sized``:
+    ``limit`` is known to be reached, so the last batch is known without reading one ahead."""
     if batch_idx >= limit:
         return
     if sized:  # the length says which batch is the last: no need to read one ahead
@@ -197,22 +199,18 @@ def epoch_batches(
     first ``start`` batches of indices before any is loaded. Any other iterable is read and its first ``start``
     batches dropped.
     """
-    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if callable(getattr(sampler, "set_epoch", None)):
-            sampler.set_epoch(epoch)
+    tell_epoch(loader, epoch, seed)
     if limit <= 0 or start >= limit:
         order_drawn()
         return iter(())
     resumable = resumable_sampler(loader)
-    if resumable is not None and seed is not None:
-        resumable.seed = seed
     to_drop = 0
     if start and resumable is not None:
         resumable.skip_next(start * loader.batch_size)
     elif start and stateful_part(loader) is None and _batches_by_index(loader):
         # The order is drawn lazily, with the first batch: the random state goes back between the two.
         skipping = _SkipFirst(loader.batch_sampler, start, order_drawn)
-        return _flagged(iter(to_device(_rebuilt_with_batch_sampler(loader, skipping))), limit, start,
+        return flagged(iter(to_device(_rebuilt_with_batch_sampler(loader, skipping))), limit, start,
                         sized=math.isfinite(sized_length(loader)))
     elif start and stateful_part(loader) is None:
         to_drop = start
@@ -221,28 +219,51 @@ def epoch_batches(
         if next(iterator, _END) is _END:
             break
     order_drawn()
-    return _flagged(iterator, limit, start, sized=math.isfinite(sized_length(loader)))
+    return flagged(iterator, limit, start, sized=math.isfinite(sized_length(loader)))
+
+
+def tell_epoch(loader: Any, epoch: int, seed: int | None) -> None:
+    """Samplers with ``set_epoch`` learn the epoch; a ResumableSampler also the run's seed."""
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch)
+    resumable = resumable_sampler(loader)
+    if resumable is not None and seed is not None:
+        resumable.seed = seed
 
 
 def _batches_by_index(loader: Any) -> bool:
     return type(loader) is DataLoader and loader.batch_size is not None and loader.batch_sampler is not None
 
 
+def rebuilt_skipping(loader: Any, count: int, around_draw: tuple[Callable[[], None], Callable[[], None]]) -> Any:
+    """``loader`` rebuilt to leave out its first ``count`` batches without loading them, calling
+    ``around_draw[0]`` before its order is drawn and ``around_draw[1]`` once it is; None where the loader has
+    no batch sampler to skip with (or keeps its own place)."""
+    if stateful_part(loader) is not None or not _batches_by_index(loader):
+        return None
+    before, after = around_draw
+    return _rebuilt_with_batch_sampler(loader, _SkipFirst(loader.batch_sampler, count, after, before))
+
+
 class _SkipFirst(Sampler[list[int]]):
     """A batch sampler that iterates ``batch_sampler`` (drawing the same random numbers) but leaves out its
-    first ``count`` batches of indices, so they are never loaded; ``order_drawn`` is called before the first
-    batch it hands out."""
+    first ``count`` batches of indices, so they are never loaded. ``before_draw`` is called before it starts
+    iterating, ``order_drawn`` before the first batch it hands out (or at its end, when none is left)."""
 
-    def __init__(self, batch_sampler: Any, count: int, order_drawn: Callable[[], None]) -> None:
+    def __init__(self, batch_sampler: Any, count: int, order_drawn: Callable[[], None],
+                 before_draw: Callable[[], None] = lambda: None) -> None:
         self.batch_sampler = batch_sampler
         self.count = count
         self.order_drawn = order_drawn
+        self.before_draw = before_draw
 
     def __len__(self) -> int:
         return max(0, len(self.batch_sampler) - self.count)
 
     def __iter__(self) -> Iterator[list[int]]:
         drawn = False
+        self.before_draw()
         for index, batch in enumerate(self.batch_sampler):
             if index < self.count:
                 continue
@@ -250,6 +271,8 @@ class _SkipFirst(Sampler[list[int]]):
                 self.order_drawn()
                 drawn = True
             yield batch
+        if not drawn:
+            self.order_drawn()
 
 
 def without_shuffle(loader: Any) -> Any:

@@ -14,7 +14,9 @@ from engineering import events
 from engineering.bus.callback import defines
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
 from engineering.data.batches import with_last_flag
+from engineering.data.step_iterator import takes_dataloader_iter
 from engineering.data.transfer import batch_mover
+from engineering.loop.evaluation_with_iterator import evaluation_steps_with_iterator
 from engineering.loop.results import flush_logged_metrics, metrics_to_floats
 from engineering.loop.schedule import PREEMPTION_POLL_STEPS, signal_agreed
 from engineering.loop.state import RunningStage, TrainerFn
@@ -100,8 +102,6 @@ def _evaluate(trainer: Any, stage: RunningStage, loaders: list[Any], limits: lis
     stage_events = _STAGE_EVENTS[prefix]
     step_name = f"{prefix}_step"
     step = step_function(trainer, step_name, getattr(module, step_name))
-    with_batch_idx = takes_batch_idx(getattr(module, step_name))
-    several = len(loaders) > 1
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
     store = RunningStage.TESTING if stage is RunningStage.TESTING else RunningStage.VALIDATING
     modes = {name: submodule.training for name, submodule in module.named_modules()}
@@ -110,26 +110,15 @@ def _evaluate(trainer: Any, stage: RunningStage, loaders: list[Any], limits: lis
     results.start_epoch(store)
     hooks(stage_events["start"])
     hooks(stage_events["epoch_start"])
-    move = batch_mover(trainer)
     # Inside fit, a preemption signal or Ctrl-C is answered between validation batches (one read each).
     watches_signals = stage is RunningStage.VALIDATING and trainer.state.fn is TrainerFn.FITTING
     with trainer.profiler.profile(f"run_{prefix}_evaluation"), _modes_back_if_cut_short(module, prefix, modes, results):
-        for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-            results.dataloader_idx = dataloader_idx if several else None
-            for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
-                batch = move(batch, dataloader_idx)
-                results.batch = batch
-                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
-                results.hook = step_name
-                arguments = (batch, batch_idx) if with_batch_idx else (batch,)
-                outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                      dataloader_idx=dataloader_idx)
-                if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
-                    log_step = results.next_evaluation_step(dataloader_idx)
-                    flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
-                if watches_signals and (signum := signal_agreed(trainer, PREEMPTION_POLL_STEPS, batch_idx + 1)):
-                    raise SignalDuringValidation(signum)
+        if takes_dataloader_iter(getattr(module, step_name)):  # the step reads its own batches
+            results.hook = step_name
+            evaluation_steps_with_iterator(trainer, stage_events, step, loaders, limits,
+                                           lambda outputs, started_in, _: _flush_step_values(trainer, started_in))
+        else:
+            _run_evaluation_batches(trainer, stage_events, step, step_name, loaders, limits, watches_signals)
     results.dataloader_idx = None
     results.end_epoch(store)
     hooks(stage_events["epoch_end"])
@@ -149,6 +138,36 @@ def _modes_back_if_cut_short(module: Any, prefix: str, modes: dict[str, bool], r
         results.dataloader_idx = None
         _leave_eval_mode(module, prefix, modes)
         raise
+
+
+def _run_evaluation_batches(trainer: Any, stage_events: dict[str, Any], step: Callable[..., Any], step_name: str,
+                            loaders: list[Any], limits: list[float], watches_signals: bool) -> None:
+    """Each loader's batches in turn: batch → device, batch start, the step, batch end, step values out; in fit, a
+    stop signal ends the pass (SignalDuringValidation)."""
+    results, hooks = trainer.results, trainer.hooks
+    with_batch_idx = takes_batch_idx(getattr(trainer.lightning_module, step_name))
+    several = len(loaders) > 1
+    move = batch_mover(trainer)
+    for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        results.dataloader_idx = dataloader_idx if several else None
+        for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
+            batch = move(batch, dataloader_idx)
+            results.batch = batch
+            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            results.hook = step_name
+            arguments = (batch, batch_idx) if with_batch_idx else (batch,)
+            outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
+            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                  dataloader_idx=dataloader_idx)
+            _flush_step_values(trainer, dataloader_idx)
+            if watches_signals and (signum := signal_agreed(trainer, PREEMPTION_POLL_STEPS, batch_idx + 1)):
+                raise SignalDuringValidation(signum)
+
+
+def _flush_step_values(trainer: Any, dataloader_idx: int) -> None:
+    if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
+        log_step = trainer.results.next_evaluation_step(dataloader_idx)
+        flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
 
 
 def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:
@@ -198,8 +217,25 @@ def _predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) 
     hooks(stage_events["epoch_start"])
     predictions: list[list[Any]] = [[] for _ in loaders]
     step = step_function(trainer, "predict_step", module.predict_step)
-    with_batch_idx = takes_batch_idx(module.predict_step)
     hooks.check_dataloader_idx((stage_events["batch_start"], stage_events["batch_end"]), len(loaders))
+
+    def kept(outputs: Any, _: int, dataloader_idx: int) -> None:
+        if keep:
+            predictions[dataloader_idx].append(outputs)
+
+    if takes_dataloader_iter(module.predict_step):  # the step reads its own batches
+        evaluation_steps_with_iterator(trainer, stage_events, step, loaders, limits, kept)
+    else:
+        _run_predict_batches(trainer, stage_events, step, loaders, limits, kept)
+    hooks(stage_events["epoch_end"])
+    hooks(stage_events["end"])
+    return predictions if several else predictions[0]
+
+
+def _run_predict_batches(trainer: Any, stage_events: dict[str, Any], step: Callable[..., Any], loaders: list[Any],
+                         limits: list[float], kept: Callable[[Any, int, int], None]) -> None:
+    hooks, several = trainer.hooks, len(loaders) > 1
+    with_batch_idx = takes_batch_idx(trainer.lightning_module.predict_step)
     move = batch_mover(trainer)
     for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
         for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
@@ -207,10 +243,6 @@ def _predict(trainer: Any, loaders: list[Any], limits: list[float], keep: bool) 
             hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
             arguments = (batch, batch_idx) if with_batch_idx else (batch,)
             outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-            if keep:
-                predictions[dataloader_idx].append(outputs)
+            kept(outputs, dataloader_idx, dataloader_idx)
             hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
                   dataloader_idx=dataloader_idx)
-    hooks(stage_events["epoch_end"])
-    hooks(stage_events["end"])
-    return predictions if several else predictions[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -21,7 +21,10 @@ from engineering.bus.callback import overrides
 from engineering.checkpointing.checkpoint import (
     capture_rng_states, restore_rng_states, stop_for_preemption, write_requested_checkpoints,
 )
-from engineering.data.batches import epoch_batches
+from engineering.data.batches import epoch_batches, tell_epoch
+from engineering.data.loaders import reload_train_loader_if_due, reload_val_loaders_if_due
+from engineering.data.step_iterator import takes_dataloader_iter
+from engineering.data.training_passes import combined_epoch_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
@@ -75,8 +78,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
     progress, hooks, results = trainer.progress, trainer.hooks, trainer.results
     module = trainer.lightning_module
     hooks(events.on_fit_start)
-    if schedule.sanity_check_due(trainer):
-        run_sanity_check(trainer)
+    _sanity_check_if_due(trainer)
     advice.warn_about_fit(trainer, module)  # modes are left as the user set them, as in Lightning
     hooks(events.on_train_start)
     started = time.monotonic()
@@ -86,6 +88,7 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
             restore_rng_states(rng_states, trainer.train_dataloader)
             rng_states = None
         if progress.batch_idx == 0:  # a run resumed mid-epoch keeps the aggregates its checkpoint restored
+            reload_train_loader_if_due(trainer)
             results.start_epoch(RunningStage.TRAINING)
         results.stage = RunningStage.TRAINING
         hooks(events.on_train_epoch_start)
@@ -95,6 +98,17 @@ def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, An
     advice.say_why_fit_stopped(trainer)
     hooks(events.on_train_end)
     hooks(events.on_fit_end)
+
+
+def _sanity_check_if_due(trainer: Any) -> None:
+    """The sanity check (not when resuming). reload_dataloaders_every_n_epochs counts the validation loaders from
+    it when the first epoch validates, as Lightning does."""
+    if not schedule.sanity_check_due(trainer):
+        return
+    run_sanity_check(trainer)
+    trainer.loaders.val_read = True
+    if schedule.validates_this_epoch(trainer):
+        trainer.loaders.val_loaded_epoch = trainer.progress.epoch
 
 
 def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
@@ -118,6 +132,10 @@ def _end_training_epoch(trainer: Any, ran_last_batch: bool) -> None:
 def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] | None,
                        epoch_rng_states: dict[str, Any] | None) -> bool:
     """One epoch of training batches; returns whether its last batch ran."""
+    if takes_dataloader_iter(trainer.lightning_module.training_step):  # training_step(self, dataloader_iter)
+        from engineering.loop.fit_with_iterator import run_training_epoch_with_iterator  # builds on this module
+
+        return run_training_epoch_with_iterator(trainer, started)
     progress, hooks, module = trainer.progress, trainer.hooks, trainer.lightning_module
     automatic = module.automatic_optimization
     accumulate, log_every = trainer.accumulate_grad_batches, trainer.log_every_n_steps  # read once an epoch
@@ -130,20 +148,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
     move = batch_mover(trainer)
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
-    loader = trainer.train_dataloader
-    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
-        trainer.loaders.epoch_rng_states = capture_rng_states(loader)
-    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
-        restore_rng_states(epoch_rng_states, loader)
-        trainer.loaders.epoch_rng_states = epoch_rng_states
-    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
-        if rng_states is not None:
-            restore_rng_states(rng_states, loader)
-
-    batches = epoch_batches(
-        loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
-        progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
-    )
+    batches = _training_batches(trainer, rng_states, epoch_rng_states)
     if profiling:
         batches = schedule.timed_fetches(batches, trainer.profiler.profile)
 
@@ -171,12 +176,43 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 
-        if _end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
+        if end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
             return is_last
     return True
 
 
-def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
+def _training_batches(trainer: Any, rng_states: dict[str, Any] | None,
+                      epoch_rng_states: dict[str, Any] | None) -> Iterator[tuple[int, Any, bool]]:
+    """This epoch's ``(batch_idx, batch, is_last)`` from ``progress.batch_idx`` on, in the order an uninterrupted
+    run reads them; several loaders are read together as their CombinedLoader says."""
+    progress, loaders = trainer.progress, trainer.loaders
+    loader = trainer.train_dataloader
+    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
+        loaders.epoch_rng_states = capture_rng_states(loader)
+    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
+        restore_rng_states(epoch_rng_states, loader)
+        loaders.epoch_rng_states = epoch_rng_states
+
+    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
+        if rng_states is not None:
+            restore_rng_states(rng_states, loader)
+
+    if loaders.combined is None:
+        return epoch_batches(
+            loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
+            progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        )
+    for each in loaders.combined.flattened:
+        tell_epoch(each, progress.epoch, progress.sampler_seed)
+    resumed, loaders.resumed_passes = loaders.resumed_passes if progress.batch_idx else None, None
+    return combined_epoch_batches(
+        loaders.combined, trainer.num_training_batches, progress.batch_idx, resumed,
+        trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        on_streams=lambda streams: setattr(loaders, "train_streams", streams),
+    )
+
+
+def end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
                   checkpointers: list[Any]) -> bool:
     """Validation when due, plateau schedulers, requested checkpoints, signals; returns whether the epoch ends."""
     progress, module = trainer.progress, trainer.lightning_module
@@ -185,6 +221,7 @@ def _end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool,
     if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping, started):
         if window_end:
             module.on_validation_model_zero_grad()  # free gradient memory during validation
+        reload_val_loaders_if_due(trainer)
         signum = run_validation_in_fit(trainer)
         stopping = stopping or schedule.epoch_must_end(trainer, started)  # EarlyStopping decided in validation
     if window_end and module.automatic_optimization and trainer.lr_scheduler_configs:

@@ -25,10 +25,13 @@ import torch
 from engineering import events
 from engineering.bus.runner import HookRunner
 from engineering.bus.subscribers import add_module_callbacks
-from engineering.checkpointing.checkpoint import load_checkpoint, preemption_signals, restore
+from engineering.checkpointing.checkpoint import (
+    load_checkpoint, preemption_signals, restore, restore_train_loader_state,
+)
 from engineering.checkpointing.ckpt_path import resolve_checkpoint_path
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
+from engineering.data.step_iterator import warn_about_dataloader_iter
 from engineering.loop import advice, evaluation, fit, schedule
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -47,6 +50,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         raise TypeError(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
     advice.require_evaluation_step(fn, model)
     advice.drop_unpicklable_hyperparameters(model)
+    warn_about_dataloader_iter(fn, model)
     if trainer.strategy.spawns_processes:
         return run_spawned(trainer, fn, model, datamodule, ckpt_path, weights_only, sources)
     checkpoint_path = resolve_checkpoint_path(trainer, ckpt_path, fn.value)
@@ -130,25 +134,30 @@ def _prepares_data(trainer: Any, owner: Any) -> bool:
 
 def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path | None, weights_only: bool,
                 train: Any = None, val: Any = None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Optimizers, loaders, the checkpoint's state; returns the checkpoint's random states: those it was taken
-    with and, mid-epoch, those the epoch's data order was drawn from."""
+    """Optimizers, the checkpoint's state, loaders; returns the checkpoint's random states: those it was taken
+    with and, mid-epoch, those the epoch's data order was drawn from. As in Lightning, the loaders are asked for
+    once the checkpoint is back (``current_epoch`` is its epoch), unless configure_optimizers needed them first."""
     trainer.pending_fit_sources = (datamodule, train, val)
     try:
         set_up_optimizers(trainer, model)  # configure_optimizers may read estimated_stepping_batches
-        if trainer.train_dataloader is None:
-            set_up_fit_loaders(trainer, model, datamodule, train, val)
     finally:
         trainer.pending_fit_sources = None
+    checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
+    if checkpoint:
+        restore(trainer, checkpoint)
+        trainer.loaders.resumed_passes = checkpoint.get("train_loader_passes")
+    if trainer.train_dataloader is None:
+        set_up_fit_loaders(trainer, model, datamodule, train, val)
+    if checkpoint:
+        restore_train_loader_state(trainer, checkpoint)
+        advice.say_resumed(trainer, TrainerFn.FITTING, checkpoint_path)
     loaders = trainer.loaders
     if loaders.val and advice.validation_step_missing(model):  # Lightning skips the validation loop, saying so
         loaders.val, loaders.num_val_batches, loaders.num_sanity_val_batches = [], [], []
         loaders.val_as_given = None
     elif not loaders.val and trainer.is_global_zero:
         advice.warn_validation_without_loaders(model)
-    checkpoint = load_checkpoint(checkpoint_path, "cpu", weights_only) if checkpoint_path is not None else {}
-    if checkpoint:
-        restore(trainer, checkpoint)
-        advice.say_resumed(trainer, TrainerFn.FITTING, checkpoint_path)
+    loaders.train_loaded_epoch = trainer.progress.epoch  # reload_dataloaders_every_n_epochs counts from here
     if trainer.progress.sampler_seed is None and resumable_sampler(trainer.train_dataloader) is not None:
         trainer.progress.sampler_seed = distributed_sampler_seed()
     if trainer.is_global_zero:

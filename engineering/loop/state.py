@@ -105,6 +105,17 @@ class Loaders:
     # The random state the training epoch's iterator was created from: a checkpoint taken mid-epoch stores it,
     # and a resume recreates the same shuffled order from it.
     epoch_rng_states: dict[str, Any] | None = None
+    # Several training loaders: how they are read together, the current epoch's passes over them (a checkpoint
+    # taken mid-epoch stores their records), and the records a resumed run reopens them from.
+    combined: Any = None
+    train_streams: Any = None
+    resumed_passes: list[dict[str, Any]] | None = None
+    # reload_dataloaders_every_n_epochs: where fit's loaders came from (datamodule, train, val), the epoch each kind
+    # was last asked for, and whether the validation loaders set up with fit have been read (by the sanity check).
+    fit_sources: tuple[Any, Any, Any] = (None, None, None)
+    train_loaded_epoch: float = 0
+    val_loaded_epoch: float = float("-inf")
+    val_read: bool = False
 
 
 class LoaderAttribute:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from engineering.data.combined import CombinedLoader
 from research.hparams import AttributeDict
 from research.nested import move_to_device
 
@@ -132,6 +133,6 @@ def is_picklable(value: object) -> bool:
 
 
 __all__ = [
-    "AttributeDict", "cli_lightning_logo", "grad_norm", "is_picklable", "measure_flops", "move_data_to_device", "rank_zero_debug",
+    "AttributeDict", "CombinedLoader", "cli_lightning_logo", "grad_norm", "is_picklable", "measure_flops", "move_data_to_device", "rank_zero_debug",
     "rank_zero_info", "rank_zero_only", "rank_zero_warn",
 ]

@@ -13,6 +13,7 @@ HOMES = {
     "LightningModule": "research",
     "LightningDataModule": "research",
     "AttributeDict": "research",
+    "CombinedLoader": "engineering.utilities",
     "Trainer": "engineering",
     "Callback": "engineering",
     "seed_everything": "engineering",

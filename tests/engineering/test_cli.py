@@ -393,11 +393,16 @@ def test_a_config_written_by_lightnings_cli_for_mnist_trains_unchanged(tmp_path)
 
 
 def test_lightning_trainer_flags_tribus_lacks_are_accepted_only_at_lightnings_default(capsys):
-    run = cli("--model", MODEL, "--trainer.reload_dataloaders_every_n_epochs", "0", run=False)
-    assert run.config["trainer"]["reload_dataloaders_every_n_epochs"] == 0
-    error = fails(capsys, "fit", "--model", MODEL, "--trainer.reload_dataloaders_every_n_epochs", "2")
-    assert ("trainer.reload_dataloaders_every_n_epochs: tribus's Trainer does not have Lightning's "
-            "reload_dataloaders_every_n_epochs flag; remove it or set it to 0") in error
+    run = cli("--model", MODEL, "--trainer.enable_autolog_hparams", "true", run=False)
+    assert run.config["trainer"]["enable_autolog_hparams"] is True
+    error = fails(capsys, "fit", "--model", MODEL, "--trainer.enable_autolog_hparams", "false")
+    assert ("trainer.enable_autolog_hparams: tribus's Trainer does not have Lightning's "
+            "enable_autolog_hparams flag; remove it or set it to True") in error
+
+
+def test_reload_dataloaders_every_n_epochs_reaches_the_trainer():
+    run = cli("--model", MODEL, "--trainer.reload_dataloaders_every_n_epochs", "2", run=False)
+    assert run.trainer.reload_dataloaders_every_n_epochs == 2
 
 
 # -------------------------------------------------------------------------------------------------
