@@ -10,7 +10,6 @@ import datetime
 import math
 import os
 import signal
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,7 +23,6 @@ from engineering.checkpointing.checkpoint import build_checkpoint, save_atomical
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
 from engineering.config import RUN_FLAGS, TrainerConfig, check_loaders_or_datamodule, resolve, resolve_profiler
 from engineering.data.loaders import set_up_fit_loaders
-from engineering.errors import MisconfigurationError
 from engineering.loggers import Logger
 from engineering.loop import run
 from engineering.loop.results import Results
@@ -217,7 +215,7 @@ class Trainer:
         """``predict_step`` over the data; returns its outputs (a list per dataloader when several)."""
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model, ckpt_path = self._model_or_previous(model, TrainerFn.PREDICTING, ckpt_path)
+        model, ckpt_path = run.model_or_previous(self, model, TrainerFn.PREDICTING, ckpt_path)
         return run.run(self, TrainerFn.PREDICTING, model, datamodule, ckpt_path, weights_only,
                        predict=dataloaders, keep=return_predictions)
 
@@ -247,31 +245,11 @@ class Trainer:
                   datamodule: Any, weights_only: bool) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
-        model, ckpt_path = self._model_or_previous(model, fn, ckpt_path)
+        model, ckpt_path = run.model_or_previous(self, model, fn, ckpt_path)
         results = run.run(self, fn, model, datamodule, ckpt_path, weights_only, evaluate=dataloaders)
         if verbose and self.is_global_zero:
             run.print_results(fn, results)
         return results
-
-    def _model_or_previous(self, model: Any, fn: TrainerFn, ckpt_path: Any) -> tuple[Any, Any]:
-        """The model and checkpoint a run uses. Without a model, the previous run's; and, as in Lightning, the best
-        checkpoint its ModelCheckpoint saved when no ckpt_path says otherwise."""
-        if model is not None:
-            return model, ckpt_path
-        if self.lightning_module is None:
-            raise MisconfigurationError(f"Trainer.{fn.value}() needs a model: pass it as the first argument.")
-        if ckpt_path is None:
-            callback = self.checkpoint_callback
-            best = callback.best_model_path if callback is not None else ""
-            warnings.warn(
-                f"Trainer.{fn.value}() was called without a model: it uses "
-                + (f"the best checkpoint of the previous run, {best}." if best else
-                   "the previous run's model with its current weights (no checkpoint was saved).")
-                + " Pass ckpt_path ('best', 'last' or a path) to choose, or the model to use its weights as they are.",
-                stacklevel=3,
-            )
-            ckpt_path = "best" if best else None
-        return self.lightning_module, ckpt_path
 
     # =============================================================================================
     # State for users and callbacks (Lightning's names)

@@ -1,9 +1,10 @@
 """Loggers write on a background thread, so a slow disk or file system never holds up a training step.
 
 The run's hook runner hands every ``log_metrics`` and ``log_hyperparams`` call meant for a logger that
-``writes_in_background`` (TensorBoard, CSV) to one ``LogWriter``: a queue of at most ``CAPACITY`` calls, delivered in order by one thread. The training thread
-waits only when the queue is full, so a logger that stalls slows training by no more than that bound, and
-loses nothing: every value is delivered once it catches up. The values are plain floats by then.
+``writes_in_background`` (TensorBoard, CSV) to one ``LogWriter``: a queue of at most ``CAPACITY`` calls,
+delivered in order by one thread. The training thread waits only when the queue is full, so a logger that
+stalls slows training by no more than that bound, and loses nothing: every value is delivered once it catches
+up. The values are plain floats by then.
 
 The queue is drained (every call delivered) after each validation, before loggers are finalized at the end
 of a run (successful or not), and when the run's subscribers are disconnected. A logger's error is raised

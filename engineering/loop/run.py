@@ -17,6 +17,7 @@ import contextlib
 import io
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from engineering.checkpointing.ckpt_path import resolve_checkpoint_path
 from engineering.data.batches import distributed_sampler_seed, resumable_sampler
 from engineering.data.loaders import set_up_evaluation_loaders, set_up_fit_loaders
 from engineering.data.step_iterator import warn_about_dataloader_iter
+from engineering.errors import MisconfigurationError
 from engineering.loop import advice, evaluation, fit, schedule
 from engineering.loop.results import Results
 from engineering.loop.state import Loaders, RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -130,6 +132,27 @@ def _set_up(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any) -> None:
 def _prepares_data(trainer: Any, owner: Any) -> bool:
     """prepare_data runs once per node (local rank 0), or once in all when prepare_data_per_node is False."""
     return trainer.local_rank == 0 if getattr(owner, "prepare_data_per_node", True) else trainer.global_rank == 0
+
+
+def model_or_previous(trainer: Any, model: Any, fn: TrainerFn, ckpt_path: Any) -> tuple[Any, Any]:
+    """The model and checkpoint a run uses. Without a model, the previous run's; and, as in Lightning, the best
+    checkpoint its ModelCheckpoint saved when no ckpt_path says otherwise."""
+    if model is not None:
+        return model, ckpt_path
+    if trainer.lightning_module is None:
+        raise MisconfigurationError(f"Trainer.{fn.value}() needs a model: pass it as the first argument.")
+    if ckpt_path is None:
+        callback = trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else ""
+        warnings.warn(
+            f"Trainer.{fn.value}() was called without a model: it uses "
+            + (f"the best checkpoint of the previous run, {best}." if best else
+               "the previous run's model with its current weights (no checkpoint was saved).")
+            + " Pass ckpt_path ('best', 'last' or a path) to choose, or the model to use its weights as they are.",
+            stacklevel=3,
+        )
+        ckpt_path = "best" if best else None
+    return trainer.lightning_module, ckpt_path
 
 
 def prepare_fit(trainer: Any, model: Any, datamodule: Any, checkpoint_path: Path | None, weights_only: bool,
