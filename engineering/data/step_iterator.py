@@ -17,10 +17,11 @@ from engineering.data.combined import CombinedLoader
 DATALOADER_ITER = "dataloader_iter"
 
 
-def takes_dataloader_iter(step: Callable[..., Any]) -> bool:
-    """Whether a step method names ``dataloader_iter`` among its parameters (Lightning's switch)."""
+def takes_dataloader_iter(step: Callable[..., Any] | None) -> bool:
+    """Whether a step method names ``dataloader_iter`` among its parameters (Lightning's switch); a step set to
+    None (a skipped loop) does not."""
     step = getattr(step, "__wrapped__", step)
-    return DATALOADER_ITER in inspect.signature(step).parameters
+    return step is not None and DATALOADER_ITER in inspect.signature(step).parameters
 
 
 _STEPS = {"fit": "training_step", "validate": "validation_step", "test": "test_step", "predict": "predict_step"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -32,11 +32,11 @@ from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit,
 from engineering.loop import advice
 from engineering.loop.results import flush_logged_metrics
 from engineering.loop.state import RunningStage
+from engineering.loop.tbptt import train_through_time
 from engineering.optimization.optimizers import batch_end_outputs, calls_closure_once, loss_from, step_schedulers
 from engineering.optimization.nonfinite import NonFiniteGuard
 from engineering.profiler import PassThroughProfiler
 from research import LightningModule
-from research.nested import apply_to_collection
 
 
 def run_fit(trainer: Any, resumed_rng: tuple[dict[str, Any] | None, dict[str, Any] | None]) -> None:
@@ -394,23 +394,3 @@ class TrainingStep:
                 "`optimizer.step(closure=optimizer_closure)` in it so training_step and backward run."
             )
         return ran[-1]
-
-
-def train_through_time(step: TrainingStep, module: Any, batch: Any, batch_idx: int, is_last: bool) -> list[Any]:
-    """Truncated backpropagation through time: split the batch along time with ``module.tbptt_split_batch``, and
-    take one optimizer step per split (the schedulers step once per batch, after its last split). Each split's
-    training_step gets the hidden state the previous one returned (None for the first), detached, so gradients
-    stop at the split boundary."""
-    hiddens = None
-    outputs = []
-    splits = module.tbptt_split_batch(batch, module.truncated_bptt_steps)
-    for index, split in enumerate(splits):
-        split_outputs = step(split, batch_idx, True, True, is_last, hiddens, steps_schedulers=index == len(splits) - 1)
-        if not isinstance(split_outputs, Mapping) or "hiddens" not in split_outputs:
-            raise MisconfigurationError(
-                "With truncated_bptt_steps set, training_step must return a dict with the hidden state for the "
-                "next split: `return {'loss': loss, 'hiddens': hiddens}` (hiddens may be None)."
-            )
-        hiddens = apply_to_collection(split_outputs["hiddens"], torch.Tensor, torch.Tensor.detach)
-        outputs.append(split_outputs)
-    return outputs

@@ -7,30 +7,12 @@ import threading
 import time
 
 import pytest
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 import engineering.bus.log_writer as log_writer
-from engineering import Callback, Logger, Trainer, seed_everything
-from research import LightningModule
+from engineering import Callback, Logger, Trainer
+from tests.helpers import TinyModule, tiny_loader
 
 STEPS = 40
-
-
-class Regressor(LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.mse_loss(self.layer(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class StalledLogger(Logger):
@@ -75,13 +57,11 @@ class Release(Callback):
 
 
 def fit(logger: Logger, callbacks: list[Callback]) -> Trainer:
-    seed_everything(0)
-    data = TensorDataset(torch.randn(STEPS * 2, 4), torch.randn(STEPS * 2, 1))
     trainer = Trainer(max_epochs=1, logger=logger, callbacks=callbacks, log_every_n_steps=1,
                       enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     if isinstance(logger, StalledLogger):
         logger.trainer = trainer
-    trainer.fit(Regressor(), DataLoader(data, batch_size=2))
+    trainer.fit(TinyModule(), tiny_loader(samples=STEPS * 2, batch_size=2))
     return trainer
 
 

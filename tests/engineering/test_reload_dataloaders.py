@@ -87,7 +87,7 @@ def fit(tmp_path, ckpt_path=None, extra=()) -> Asked:
                       **{**QUIET, "enable_checkpointing": True, "num_sanity_val_steps": 0})
     try:
         trainer.fit(model, ckpt_path=ckpt_path)
-    except KeyboardInterrupt:
+    except SystemExit:  # how a run ends after Ctrl-C (KeyboardInterrupt), as in Lightning
         pass
     return model
 
