@@ -90,14 +90,13 @@ def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool, 
     an epoch's end alone does not validate then (as in Lightning)."""
     if stopping:
         return True
-    seconds = val_check_seconds(trainer.val_check_interval)
-    if seconds is not None:
+    interval = trainer.val_check_batch
+    if interval is None:  # a duration (counting batches, the usual case, costs no parsing per batch)
         if is_last and math.isinf(trainer.num_training_batches):
             return True
         ended = trainer.state.validation_ended
         since = started if ended is None else max(started, ended)
-        return time.monotonic() - since >= seconds
-    interval = trainer.val_check_batch
+        return time.monotonic() - since >= val_check_seconds(trainer.val_check_interval)
     if math.isinf(interval):
         return is_last
     index = trainer.progress.total_batch_idx - 1 if trainer.check_val_every_n_epoch is None else batch_idx
