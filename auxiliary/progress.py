@@ -14,8 +14,7 @@ from engineering import ProgressBar
 
 
 class _TqdmReference:
-    """A tqdm bar of ``TQDMProgressBar`` by Lightning's name; reading one that is not open is a ``TypeError``, as
-    in Lightning. Setting it makes the given tqdm bar the one drawn."""
+    """A tqdm bar of ``TQDMProgressBar`` by Lightning's name; reading one not open is a ``TypeError`` (Lightning's)."""
 
     def __init__(self, slot: str, stages: tuple[str, ...]) -> None:
         self.slot, self.stages = slot, stages
@@ -124,8 +123,8 @@ class TQDMProgressBar(ProgressBar):
         self._open_eval_bar("Sanity Checking" if sanity else "Validation", counts, trainer,
                             in_fit=trainer.state.fn == "fit")
 
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
         self._advance_eval()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -211,7 +210,7 @@ class TQDMProgressBar(ProgressBar):
 
     def _advance(self, bar: _TerminalBar | _LineBar | None, done: int,
                  read_metrics: Callable[[], dict[str, Any]]) -> None:
-        if bar is None or (done % self.refresh_rate and done != bar.total):
+        if bar is None or (done % self.refresh_rate and done != bar.total) or time.monotonic() < bar.due_at:
             return
         bar.advance(done, read_metrics)
 
@@ -241,14 +240,13 @@ class TQDMProgressBar(ProgressBar):
             self._train_bar = None
 
     def _close_all(self) -> None:
-        if self._eval_bar is not None:
-            self._eval_bar.close()
-            self._eval_bar = None
-        self._close_train_bar()
+        for bar in (self._eval_bar, self._train_bar):
+            if bar is not None:
+                bar.close()
+        self._eval_bar = self._train_bar = None
 
 
-# tqdm's own layout, then narrower ones for when the metrics do not fit: without the bar graph and rate,
-# then with only the remaining time and metrics apart by a space. Each with its separator of metrics.
+# tqdm's layout, then narrower ones for metrics that do not fit (no bar and rate; then metrics apart by a space).
 _FULL_LAYOUT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 _COMPACT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 _TIGHT_LAYOUT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} <{remaining}{postfix}"
@@ -262,6 +260,7 @@ _GROWTH_MARGIN = 2
 
 class _TerminalBar:
     """A tqdm bar whose metrics fit the terminal; tqdm is imported only when a terminal shows one."""
+    due_at = 0.0  # the count moves at every refresh
 
     def __init__(self, bar: Any, stream: Any, metrics_interval: float) -> None:
         self.tqdm = bar
@@ -323,16 +322,17 @@ class _TerminalBar:
 
 
 class _LineBar:
-    """Plain lines, at most one every ``interval`` seconds, plus a closing one when ``last_line`` is set."""
+    """Plain lines, at most one every ``interval`` seconds, plus a closing one when ``last_line`` is set. Every
+    batch tests ``due_at``: until then a line costs no further call."""
 
     def __init__(self, description: str, total: int | None, stream: Any, interval: float, last_line: bool) -> None:
         self.description, self.total, self.stream = description, total, stream
         self.interval, self.last_line = interval, last_line
-        self.started = self.printed_at = time.monotonic()
+        self.started = time.monotonic()
+        self.due_at = self.started + interval  # the next line's time
 
     def advance(self, done: int, read_metrics: Callable[[], dict[str, Any]]) -> None:
-        if time.monotonic() - self.printed_at >= self.interval:  # metrics are read only for a printed line
-            self._print(done, read_metrics())
+        self._print(done, read_metrics())  # only when due: metrics are read only for a printed line
 
     def finish(self, done: int, metrics: dict[str, Any]) -> None:
         if self.last_line:
@@ -341,7 +341,7 @@ class _LineBar:
     def close(self) -> None: ...
 
     def _print(self, done: int, metrics: dict[str, Any]) -> None:
-        now = self.printed_at = time.monotonic()
+        self.due_at = (now := time.monotonic()) + self.interval
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         timing = [f"{rate:.2f}it/s" if rate else "?it/s"]

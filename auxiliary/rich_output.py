@@ -100,6 +100,7 @@ class RichProgressBar(TQDMProgressBar):
 
 class _RichBar:
     """One task of the live display, with the interface the progress-bar callbacks drive."""
+    due_at = 0.0  # the count moves at every refresh
 
     def __init__(self, progress: Any, description: str, total: int | None, leave: bool,
                  theme: RichProgressBarTheme, metrics_interval: float) -> None:

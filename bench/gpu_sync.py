@@ -11,11 +11,15 @@ batches already on the GPU, for "32-true", "bf16-mixed" and "16-mixed":
     tribus-bare      Trainer with progress bar, logger, checkpointing, summary and sanity check off;
                      training_step calls self.log("train_loss", loss, prog_bar=True) every step
     tribus-defaults  the same module with the Trainer's defaults on (progress bar, TensorBoard logger,
-                     checkpointing), metrics flushed to the logger every ``--log_every_n_steps``
+                     checkpointing), metrics flushed to the logger every ``--log_every_n_steps``; the bar
+                     writes to a file (a plain line every 10 seconds)
+    tribus-terminal  the same, with the bar drawn on a (simulated) terminal: it redraws every batch and
+                     reads its metrics every ``metrics_interval`` (0.5 s)
 
 The framework adds none per step when tribus-bare counts what raw counts (GradScaler's own check for
 inf/nan in "16-mixed" syncs once per step in both). With defaults on, the syncs left are the logger
-flushes and the progress bar reading its metrics, each listed by line. Without a CUDA device it says so
+flushes (TensorBoard waits for the values on its writer thread, not the training thread) and the progress
+bar reading its metrics, each listed by line. Without a CUDA device it says so
 and exits 0.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import os
 import tempfile
 import warnings
@@ -32,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auxiliary import TQDMProgressBar
 from engineering import Trainer
 from overhead import Batches  # bench/ is on sys.path when a script here runs
 from research import LightningModule
@@ -80,8 +86,18 @@ def train_raw(batches: Batches, precision: str) -> None:
             scaler.update()
 
 
-def train_tribus(batches: Batches, precision: str, defaults: bool, log_every_n_steps: int) -> None:
-    flags = {} if defaults else BARE
+class Terminal(io.StringIO):
+    """Says it is a terminal, so the progress bar draws tqdm bars into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def train_tribus(batches: Batches, precision: str, defaults: bool, log_every_n_steps: int,
+                 terminal: bool = False) -> None:
+    flags: dict[str, Any] = {} if defaults else dict(BARE)
+    if defaults:  # the bar's mode follows its stream, not the terminal this script runs in
+        flags["callbacks"] = [TQDMProgressBar(stream=Terminal() if terminal else io.StringIO())]
     with tempfile.TemporaryDirectory() as root:
         trainer = Trainer(accelerator="cuda", devices=1, precision=precision, max_epochs=1, default_root_dir=root,
                           log_every_n_steps=log_every_n_steps, **flags)
@@ -126,6 +142,7 @@ def main() -> None:
             "raw": lambda: train_raw(batches, precision),
             "tribus-bare": lambda: train_tribus(batches, precision, False, args.log_every_n_steps),
             "tribus-defaults": lambda: train_tribus(batches, precision, True, args.log_every_n_steps),
+            "tribus-terminal": lambda: train_tribus(batches, precision, True, args.log_every_n_steps, terminal=True),
         }
         for name, run in contenders.items():
             syncs = count_syncs(run)

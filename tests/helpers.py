@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -26,6 +27,13 @@ def lightning_python() -> str | None:
     check = subprocess.run([candidate, "-c", "import lightning; assert lightning.__version__ == '2.6.6'"],
                            capture_output=True, timeout=120)
     return candidate if check.returncode == 0 else None
+
+
+class Terminal(io.StringIO):
+    """What tqdm writes to a terminal, kept; says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, logger=False, enable_checkpointing=False)

@@ -74,6 +74,13 @@ class Event(NamedSignal):
             responses.append((receiver, receiver(sender, **payload)))
         return responses
 
+    def receivers_of(self, sender: Any) -> tuple[Callable[..., Any], ...]:
+        """The receivers that a send from ``sender`` calls, in order."""
+        route = self._routes.get(id(sender))
+        if route is None or route[0]() is not sender:
+            route = self._route(sender)
+        return route[1]
+
     def _route(self, sender: Any) -> tuple[weakref.ref, tuple[Callable[..., Any], ...]]:
         # Resolving weak references once per connect, not once per send, is what makes sends cheap.
         # The cached tuple holds strong references only until the next connect or disconnect,

@@ -88,7 +88,9 @@ class ModelCheckpoint(Callback):
         self._last_time_checked: float | None = None
         self._global_step_seen: int | None = None
         self._waiting_for_validation = False
-        self._requests: list[tuple[str, str, str]] = []  # ("save" | "link" | "remove", path, link target)
+        # Decided, not yet written: ("save" | "link" | "remove", path, link target). The loop reads it after every
+        # batch and calls write_requested only when something is there.
+        self.pending_writes: list[tuple[str, str, str]] = []
         self._writer = CheckpointWriter(async_save)
 
     @property
@@ -156,7 +158,7 @@ class ModelCheckpoint(Callback):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         # Requests from the failed batch would capture it half done: drop them.
-        self._requests.clear()
+        self.pending_writes.clear()
         if not self.save_on_exception or self._skip_saving(trainer):
             return
         candidates = self._monitor_candidates(trainer)
@@ -180,8 +182,8 @@ class ModelCheckpoint(Callback):
     # -- the loop: write -----------------------------------------------------------------------
     def write_requested(self, trainer: Any) -> None:
         """Write the files decided since the last call, then delete the ones they replace (see ``writer.py``)."""
-        if self._requests:  # called after every batch; most have nothing to write
-            requests, self._requests = self._requests, []
+        if self.pending_writes:  # called after every batch; most have nothing to write
+            requests, self.pending_writes = self.pending_writes, []
             self._writer.write(trainer, requests, self.save_weights_only, self)
 
     # -- where files go ------------------------------------------------------------------------
@@ -316,7 +318,7 @@ class ModelCheckpoint(Callback):
         previous, self.best_model_path = self.best_model_path, filepath
         self._request_save(trainer, filepath)
         if self.save_top_k == 1 and previous and self._may_remove(trainer, previous, filepath):
-            self._requests.append(("remove", previous, ""))
+            self.pending_writes.append(("remove", previous, ""))
 
     def _update_best_and_save(self, trainer: Any, current: Any, candidates: dict[str, Any]) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
@@ -341,7 +343,7 @@ class ModelCheckpoint(Callback):
                   f"{current.item():0.5f} (best {self.best_model_score.item():0.5f}), saving {filepath!r} as top {k}")
         self._request_save(trainer, filepath)
         if dropped and self._may_remove(trainer, dropped, filepath):
-            self._requests.append(("remove", dropped, ""))
+            self.pending_writes.append(("remove", dropped, ""))
 
     def _save_last_checkpoint(self, trainer: Any, candidates: dict[str, Any]) -> None:
         self._writer.wait(trainer, self)
@@ -355,11 +357,11 @@ class ModelCheckpoint(Callback):
                 version += 1
         previous, self.last_model_path = self.last_model_path, filepath  # before saving: it is part of the state
         if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
-            self._requests.append(("link", filepath, self._last_checkpoint_saved))
+            self.pending_writes.append(("link", filepath, self._last_checkpoint_saved))
         else:
             self._request_save(trainer, filepath)
         if previous and self._may_remove(trainer, previous, filepath):
-            self._requests.append(("remove", previous, ""))
+            self.pending_writes.append(("remove", previous, ""))
 
     def _free_filepath(self, candidates: dict[str, Any], replacing: str) -> str:
         """The name for ``candidates``, with ``-v1``, ``-v2``... when a file of that name exists (and is not the
@@ -372,7 +374,7 @@ class ModelCheckpoint(Callback):
         return filepath
 
     def _request_save(self, trainer: Any, filepath: str) -> None:
-        self._requests.append(("save", filepath, ""))
+        self.pending_writes.append(("save", filepath, ""))
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
 

@@ -5,6 +5,8 @@ Each loader's pass over its data is recorded as it goes: the random state its it
 its order then), whether it has ended once this epoch, and how many batches the pass has read. A checkpoint taken
 mid-epoch stores these records; a resumed run reopens every pass from them and leaves out the batches already
 read without loading them (a plain DataLoader gets a batch sampler that draws the same order and skips them).
+
+``training_batches`` is where the fit loop gets an epoch's batches, from one loader or several.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engineering.checkpointing.checkpoint import capture_rng_states, restore_rng_states
-from engineering.data.batches import flagged, rebuilt_skipping
+from engineering.data.batches import epoch_batches, flagged, rebuilt_skipping, tell_epoch
 from engineering.data.combined import CombinedLoader, Streams, mode_reader
 
 
@@ -136,3 +138,34 @@ def combined_epoch_batches(
             yield combined.reshape(flat)
 
     return flagged(batches(), limit, start, sized=math.isfinite(limit))
+
+
+def training_batches(trainer: Any, rng_states: dict[str, Any] | None,
+                      epoch_rng_states: dict[str, Any] | None) -> Iterator[tuple[int, Any, bool]]:
+    """This epoch's ``(batch_idx, batch, is_last)`` from ``progress.batch_idx`` on, in the order an uninterrupted
+    run reads them; several loaders are read together as their CombinedLoader says."""
+    progress, loaders = trainer.progress, trainer.loaders
+    loader = trainer.train_dataloader
+    if progress.batch_idx == 0:  # the state this epoch's order is drawn from, for a checkpoint taken mid-epoch
+        loaders.epoch_rng_states = capture_rng_states(loader)
+    elif epoch_rng_states is not None:  # resuming mid-epoch: draw the same order again
+        restore_rng_states(epoch_rng_states, loader)
+        loaders.epoch_rng_states = epoch_rng_states
+
+    def put_back_checkpoint_rng() -> None:  # resuming mid-epoch: the state the checkpoint saw after its last batch
+        if rng_states is not None:
+            restore_rng_states(rng_states, loader)
+
+    if loaders.combined is None:
+        return epoch_batches(
+            loader, trainer.num_training_batches, progress.epoch, progress.sampler_seed,
+            progress.batch_idx, trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        )
+    for each in loaders.combined.flattened:
+        tell_epoch(each, progress.epoch, progress.sampler_seed)
+    resumed, loaders.resumed_passes = loaders.resumed_passes if progress.batch_idx else None, None
+    return combined_epoch_batches(
+        loaders.combined, trainer.num_training_batches, progress.batch_idx, resumed,
+        trainer.strategy.process_dataloader, put_back_checkpoint_rng,
+        on_streams=lambda streams: setattr(loaders, "train_streams", streams),
+    )

@@ -17,7 +17,7 @@ from engineering.data.batches import with_last_flag
 from engineering.data.step_iterator import takes_dataloader_iter
 from engineering.data.transfer import batch_mover
 from engineering.loop.evaluation_with_iterator import evaluation_steps_with_iterator
-from engineering.loop.results import flush_logged_metrics, metrics_to_floats
+from engineering.loop.flush import flush_logged_metrics, metrics_to_floats
 from engineering.loop.schedule import PREEMPTION_POLL_STEPS, signal_agreed
 from engineering.loop.state import RunningStage, TrainerFn
 from research import LightningModule

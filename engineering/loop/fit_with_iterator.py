@@ -22,8 +22,8 @@ from engineering.data.batches import tell_epoch
 from engineering.data.step_iterator import StepIterator, epoch_triples
 from engineering.loop import schedule
 from engineering.loop.evaluation import step_function
-from engineering.loop.fit import TrainingStep, accumulation_window, end_of_batch
-from engineering.loop.results import flush_logged_metrics
+from engineering.loop.fit import TrainingStep, end_of_batch
+from engineering.loop.flush import flush_logged_metrics
 from engineering.optimization.optimizers import batch_end_outputs
 
 
@@ -45,7 +45,7 @@ def run_training_epoch_with_iterator(trainer: Any, started: float) -> bool:
         if hooks(events.on_train_batch_start, batch=iterator.batch, batch_idx=iterator.batch_idx) == -1:
             return False
         last_step = step_idx + 1 >= steps
-        window_start, window_end = accumulation_window(step_idx, accumulate, last_step)
+        window_start, window_end = schedule.accumulation_window(step_idx, accumulate, last_step)
         try:
             if automatic:
                 outputs = step(iterator, step_idx, window_start, window_end, last_step)

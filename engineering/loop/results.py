@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from engineering import events
 from engineering.errors import MisconfigurationError
+from engineering.loop.flush import metrics_to_floats
 from engineering.loop.state import RunningStage
 from engineering.loop.metric_objects import LoggedMetricObject, MetricAttributes
 from research.metrics import is_metric, is_metric_collection
@@ -120,27 +120,25 @@ class Results:
         self._checked_levels: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool, bool]] = {}
         # Per stage and (hook, key): the arguments a value was first logged with in the current epoch.
         self._log_arguments: dict[RunningStage, dict[tuple[str | None, str], tuple[Any, ...]]] = {}
+        # A step-only tensor logged again with the same arguments, in the same stage, hook and epoch, goes
+        # straight where its first call put it: (stage, hook, dataloader_idx, name) → (arguments, targets).
+        self._repeats: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[tuple[dict[str, Any], str], ...]]] = {}
 
     # -- called by LightningModule.log -------------------------------------------------------
-    def log(
-        self,
-        name: str,
-        value: Any,
-        prog_bar: bool = False,
-        logger: bool | None = None,
-        on_step: bool | None = None,
-        on_epoch: bool | None = None,
-        reduce_fx: Any = "mean",
-        enable_graph: bool = False,
-        sync_dist: bool = False,
-        add_dataloader_idx: bool = True,
-        batch_size: int | None = None,
-        rank_zero_only: bool = False,
-        metric_attribute: str | None = None,
-        module: Any = None,
-    ) -> None:
+    def log(self, name: str, value: Any, prog_bar: bool = False, logger: bool | None = None, on_step: bool | None = None,
+            on_epoch: bool | None = None, reduce_fx: Any = "mean", enable_graph: bool = False, sync_dist: bool = False,
+            add_dataloader_idx: bool = True, batch_size: int | None = None, rank_zero_only: bool = False,
+            metric_attribute: str | None = None, module: Any = None) -> None:
         """Store ``value`` (a number, a one-element tensor or a torchmetrics ``Metric``) for the current hook."""
         hook = self.hook
+        given = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist, add_dataloader_idx,
+                 rank_zero_only, metric_attribute)
+        repeat = self._repeats.get((self.stage, hook, self.dataloader_idx, name))
+        if repeat is not None and repeat[0] == given and type(value) is torch.Tensor and value.dim() == 0:
+            tensor = value.detach()
+            for target, key in repeat[1]:
+                target[key] = tensor
+            return
         levels = self._checked_levels.get((hook, on_step, on_epoch))
         if levels is None:  # the first log with these arguments in this hook: check them once
             levels = self._checked_levels[hook, on_step, on_epoch] = _levels(name, hook, on_step, on_epoch)
@@ -157,12 +155,7 @@ class Results:
         logger = True if logger is None else logger
         arguments = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist, add_dataloader_idx,
                      rank_zero_only, metric_attribute)
-        first = self._log_arguments.setdefault(self.stage, {}).setdefault((hook, name + suffix), arguments)
-        if first != arguments:
-            raise MisconfigurationError(
-                f"You called `self.log({name}, ...)` twice in `{hook}` with different arguments. This is not "
-                "allowed: log it with the same arguments every time, or use another name for the other value."
-            )
+        self._check_same_arguments(hook, name, suffix, arguments)
 
         metrics = self._epoch_metrics.setdefault(self.stage, {})
         if metric_object:
@@ -172,6 +165,9 @@ class Results:
             tensor = self._reduce(tensor, reduce_fx)
         if on_step and tensor is not None:
             self._store_step_value(name, suffix, tensor, on_epoch, prog_bar, logger)
+            if not (on_epoch or sync_dist or metric_object or enable_graph) and type(value) is torch.Tensor:
+                self._repeats[self.stage, hook, self.dataloader_idx, name] = (
+                    given, self._step_targets(name + suffix, prog_bar, logger))
         if on_epoch:
             if not metric_object:
                 entry = metrics.get(name + suffix)
@@ -183,25 +179,41 @@ class Results:
             if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
                 self._publish_epoch_value(entry)
 
+    def _check_same_arguments(self, hook: str | None, name: str, suffix: str, arguments: tuple[Any, ...]) -> None:
+        first = self._log_arguments.setdefault(self.stage, {}).setdefault((hook, name + suffix), arguments)
+        if first != arguments:
+            raise MisconfigurationError(
+                f"You called `self.log({name}, ...)` twice in `{hook}` with different arguments. This is not "
+                "allowed: log it with the same arguments every time, or use another name for the other value."
+            )
+
     def _store_step_value(
         self, name: str, suffix: str, tensor: torch.Tensor, on_epoch: bool, prog_bar: bool, logger: bool
     ) -> None:
         step_key = f"{name}_step{suffix}" if on_epoch else name + suffix
-        # Lightning: a validation or test step value goes to the loggers and the bar, never to callback_metrics.
+        for target, key in self._step_targets(step_key, prog_bar, logger):
+            target[key] = tensor
+        if on_epoch and self.stage is RunningStage.TRAINING:
+            self.callback_metrics[name + suffix] = tensor
+
+    def _step_targets(self, step_key: str, prog_bar: bool, logger: bool) -> tuple[tuple[dict[str, Any], str], ...]:
+        """Where a step value goes. As in Lightning, a validation or test step value goes to the loggers and the
+        bar, never to callback_metrics."""
+        targets = []
         if self.stage is RunningStage.TRAINING:
-            self.callback_metrics[step_key] = tensor
-            if on_epoch:
-                self.callback_metrics[name + suffix] = tensor
+            targets.append((self.callback_metrics, step_key))
         if prog_bar:
-            self._progress_bar[step_key] = tensor
+            targets.append((self._progress_bar, step_key))
         if logger:
-            self._unlogged["step"][step_key] = tensor
+            targets.append((self._unlogged["step"], step_key))
+        return tuple(targets)
 
     # -- called by the loops ------------------------------------------------------------------
     def start_epoch(self, stage: RunningStage) -> None:
         """Forget the epoch aggregates of ``stage``; keep what callbacks already saw."""
         self._epoch_metrics[stage] = {}
         self._log_arguments[stage] = {}
+        self._repeats.clear()
 
     def end_epoch(self, stage: RunningStage) -> None:
         """Reduce ``stage``'s epoch values and make them visible in callback_metrics."""
@@ -244,7 +256,9 @@ class Results:
 
     def take_unlogged(self, kind: str) -> dict[str, torch.Tensor]:
         """The ``kind`` ("step" or "epoch") values logged since the last flush; the caller sends them on."""
-        unlogged, self._unlogged[kind] = self._unlogged[kind], {}
+        pending = self._unlogged[kind]
+        unlogged = pending.copy()
+        pending.clear()  # the same dict, which repeated logs write to
         return unlogged
 
     def reset(self) -> None:
@@ -253,7 +267,9 @@ class Results:
         self.callback_metrics.clear()
         self.logged_metrics.clear()
         self._progress_bar.clear()
-        self._unlogged = {"step": {}, "epoch": {}}
+        for pending in self._unlogged.values():
+            pending.clear()
+        self._repeats.clear()
 
     @property
     def progress_bar_metrics(self) -> dict[str, float]:
@@ -348,34 +364,3 @@ def _infer_batch_size(batch: Any) -> int:
     if first is None:
         return 1
     return first.shape[0] if first.dim() else 1
-
-
-def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """One host transfer for all values on a device, not one per metric."""
-    if not metrics:
-        return {}
-    keys = list(metrics)
-    by_device: dict[torch.device, list[int]] = {}
-    for index, key in enumerate(keys):
-        by_device.setdefault(metrics[key].device, []).append(index)
-    floats: list[float] = [0.0] * len(keys)
-    for indices in by_device.values():
-        values = torch.stack([metrics[keys[i]].float() for i in indices]).tolist()
-        for index, value in zip(indices, values):
-            floats[index] = value
-    return dict(zip(keys, floats))
-
-
-def flush_logged_metrics(trainer: Any, kind: str, step: int | None = None, with_epoch: bool = True) -> None:
-    """Send the ``kind`` ("step" or "epoch") values logged since the last flush to the loggers, as floats,
-    with the current ``epoch`` added unless ``with_epoch`` is False."""
-    unlogged = trainer.results.take_unlogged(kind)
-    if not unlogged or trainer.sanity_checking:
-        return
-    trainer.results.logged_metrics.update(unlogged)
-    if events.log_metrics.receivers and trainer.is_global_zero:
-        metrics = metrics_to_floats(unlogged)  # the one host sync of a flush
-        if with_epoch:
-            metrics.setdefault("epoch", trainer.progress.epoch)
-        step = trainer.progress.batches_that_stepped if step is None else step
-        trainer.emit(events.log_metrics, metrics=metrics, step=step)

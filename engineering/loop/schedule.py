@@ -56,8 +56,9 @@ def fit_done(trainer: Any) -> bool:
 
 def epoch_must_end(trainer: Any, started: float) -> bool:
     """Checked after every batch: max_steps, max_time, or a stop request that min_epochs/min_steps allow."""
-    progress = trainer.progress
-    if _reached_max_steps(trainer):
+    progress, max_steps = trainer.progress, trainer.max_steps
+    if max_steps != -1 and progress.global_step >= max_steps:
+        progress.stop_reason = "max_steps"
         return True
     if trainer.max_time is not None and time.monotonic() - started >= trainer.max_time:
         progress.should_stop, progress.stop_reason = True, "max_time"
@@ -75,6 +76,12 @@ def _reached_max_steps(trainer: Any) -> bool:
 def _can_stop_early(trainer: Any) -> bool:
     progress = trainer.progress
     return progress.epoch >= (trainer.min_epochs or 0) and progress.global_step >= (trainer.min_steps or 0)
+
+
+def accumulation_window(batch_idx: int, accumulate_grad_batches: int, is_last: bool) -> tuple[bool, bool]:
+    """Whether this batch starts an accumulation window (zero the gradients) and whether it ends one (step).
+    The one place that decides; an epoch's last batch always ends its window."""
+    return batch_idx % accumulate_grad_batches == 0, (batch_idx + 1) % accumulate_grad_batches == 0 or is_last
 
 
 def validates_this_epoch(trainer: Any) -> bool:

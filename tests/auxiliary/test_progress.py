@@ -11,16 +11,9 @@ from torch.nn import functional as F
 
 from auxiliary import CSVLogger, TQDMProgressBar
 from engineering import Callback, Trainer
-from tests.helpers import TinyModule, tiny_loader
+from tests.helpers import Terminal, TinyModule, tiny_loader
 
 NO_EXTRAS = dict(enable_model_summary=False, enable_checkpointing=False)
-
-
-class Terminal(io.StringIO):
-    """What tqdm writes to a terminal, kept; says it is a terminal."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def test_off_a_terminal_a_thousand_batches_print_a_few_plain_lines(tmp_path):

@@ -1,5 +1,6 @@
-"""On a CUDA GPU: the training step adds no host-device synchronisation, fp16 mixed precision matches a
-hand-written GradScaler loop, and a run resumed from a checkpoint ends with the same weights and scaler.
+"""On a CUDA GPU: the training step adds no host-device synchronisation (nor do background loggers and the
+progress bar, on a terminal or not), fp16 mixed precision matches a hand-written GradScaler loop, and a run
+resumed from a checkpoint ends with the same weights and scaler.
 
 Skipped without CUDA (CI has none); bench/gpu_sync.py and bench/gpu_check.py print the figures.
 """
@@ -11,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from auxiliary import CSVLogger, TensorBoardLogger, TQDMProgressBar
 from engineering import Callback, Trainer
 from research import LightningModule
-from tests.helpers import QUIET
+from tests.helpers import QUIET, Terminal
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -56,14 +58,17 @@ class Classifier(LightningModule):
 
 
 class RaiseOnSync(Callback):
-    """From the second batch to the end of the last one, any synchronising CUDA call raises."""
+    """From the second batch to the end of the ``last``-th from the end, any synchronising CUDA call raises."""
+
+    def __init__(self, last: int = 1) -> None:
+        self.last = last
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == 1:
             torch.cuda.set_sync_debug_mode("error")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == trainer.num_training_batches - 1:
+        if batch_idx == trainer.num_training_batches - self.last:
             torch.cuda.set_sync_debug_mode("default")
 
 
@@ -77,6 +82,23 @@ def test_the_training_step_never_synchronises_with_the_host(tmp_path, precision)
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.global_step == 12
     assert trainer.callback_metrics["train_loss"].device.type == "cuda"  # still a tensor: no .item() was needed
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "file"])
+def test_background_loggers_and_the_progress_bar_add_no_synchronisation_to_the_steps(tmp_path, terminal):
+    # Every step flushes to TensorBoard and CSV (their writer thread waits for the values, not the step); the bar
+    # reads its metrics at most once an hour, and at the epoch's last batch, after the checked ones.
+    bar = TQDMProgressBar(stream=Terminal() if terminal else (tmp_path / "bar.txt").open("w"), metrics_interval=3600)
+    loggers = [TensorBoardLogger(tmp_path, name="tb"), CSVLogger(tmp_path, name="csv", flush_logs_every_n_steps=1)]
+    trainer = Trainer(accelerator="cuda", devices=1, max_epochs=1, default_root_dir=tmp_path, log_every_n_steps=1,
+                      callbacks=[RaiseOnSync(last=2), bar], logger=loggers, enable_checkpointing=False,
+                      enable_model_summary=False)
+    try:
+        trainer.fit(Classifier(), batches())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12  # every step's value reached the logger, once training let it catch up
 
 
 def test_fp16_mixed_matches_a_hand_written_grad_scaler_loop(tmp_path):

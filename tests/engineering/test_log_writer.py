@@ -7,9 +7,10 @@ import threading
 import time
 
 import pytest
+import torch
 
 import engineering.bus.log_writer as log_writer
-from engineering import Callback, Logger, Trainer
+from engineering import Callback, Logger, Trainer, events
 from tests.helpers import TinyModule, tiny_loader
 
 STEPS = 40
@@ -113,3 +114,58 @@ def test_a_logger_error_is_raised_by_fit():
     released.set()
     with pytest.raises(OSError, match="No space left"):
         fit(BrokenLogger(released), [])
+
+
+class Float64Module(TinyModule):
+    """Logs a float64 value that float32 cannot hold, next to the loss."""
+
+    def training_step(self, batch, batch_idx):
+        self.log("exact", torch.tensor(1 / 3 + batch_idx, dtype=torch.float64))
+        return super().training_step(batch, batch_idx)
+
+
+def test_loggers_and_bus_subscribers_get_plain_floats_with_float64_values_exact():
+    released = threading.Event()
+    released.set()
+    background = StalledLogger(released)
+    received = []
+
+    def subscriber(trainer, pl_module=None, metrics=None, step=None):
+        received.append((type(metrics), dict(metrics)))
+
+    trainer = Trainer(max_epochs=1, logger=background, log_every_n_steps=1, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False)
+    background.trainer = trainer
+    events.log_metrics.connect(subscriber, sender=trainer, weak=False)
+    try:
+        trainer.fit(Float64Module(), tiny_loader(samples=8, batch_size=2))
+    finally:
+        events.log_metrics.disconnect(subscriber)
+
+    assert [kind for kind, _ in received] == [dict] * 4  # a subscriber on the training thread reads a dict
+    assert [metrics["exact"] for _, metrics in received] == [1 / 3 + step for step in range(4)]
+    assert [list(metrics) for _, metrics in received] == [["exact", "train_loss", "epoch"]] * 4
+    assert [step for step, _ in background.rows] == list(range(4))
+
+
+def test_only_background_receivers_get_values_still_on_their_way_to_the_host():
+    queued = log_writer.LogWriter().receiver(lambda metrics, step: None)
+    direct = log_writer.direct_receiver(lambda metrics, step: None)
+    assert getattr(queued, "takes_pending_metrics", False) and not getattr(direct, "takes_pending_metrics", False)
+
+    pending = log_writer.PendingMetrics({"epoch": torch.tensor(7.0), "loss": torch.tensor(0.5)}, {"epoch": 2})
+    assert dict(pending) == {"epoch": 7.0, "loss": 0.5}  # a logged "epoch" wins over the one added
+
+
+def test_a_logger_called_on_the_training_thread_gets_a_plain_dict():
+    class DictLogger(StalledLogger):
+        writes_in_background = False
+
+        def log_metrics(self, metrics, step=None) -> None:
+            self.rows.append((step, type(metrics)))
+
+    released = threading.Event()
+    released.set()
+    logger = DictLogger(released)
+    fit(logger, [])
+    assert logger.rows == [(step, dict) for step in range(STEPS)]

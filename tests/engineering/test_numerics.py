@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from engineering import Trainer, seed_everything
+from engineering import Callback, Trainer, seed_everything
 from research import LightningModule
 from tests.helpers import TinyModule, regression_dataset, tiny_loader
 
@@ -226,3 +226,33 @@ def test_anomaly_detection_is_left_as_the_user_set_it(tmp_path):
     Trainer(max_epochs=1, limit_train_batches=1, detect_anomaly=True, default_root_dir=tmp_path, **QUIET).fit(
         Records(), tiny_loader())
     assert seen == [True, True] and not torch.is_anomaly_enabled()
+
+
+class RecordsGradientsAtTrainingStep(TinyModule):
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        super().__init__()
+        self.saw_no_gradients: list[bool] = []
+
+    def training_step(self, batch, batch_idx):
+        self.saw_no_gradients.append(all(parameter.grad is None for parameter in self.parameters()))
+        return super().training_step(batch, batch_idx)
+
+
+class WatchesTheZeroing(Callback):
+    def on_before_zero_grad(self, trainer, pl_module, optimizer):
+        pass
+
+
+def test_unwatched_gradients_are_zeroed_before_training_step_watched_ones_after_as_in_lightning(tmp_path):
+    flags = dict(max_epochs=1, accumulate_grad_batches=2, default_root_dir=tmp_path, enable_progress_bar=False,
+                 enable_model_summary=False, logger=False, enable_checkpointing=False)
+    unwatched, watched = RecordsGradientsAtTrainingStep(), RecordsGradientsAtTrainingStep()
+    Trainer(**flags).fit(unwatched, tiny_loader())
+    Trainer(callbacks=[WatchesTheZeroing()], **flags).fit(watched, tiny_loader())
+
+    # Windows of 2 batches: the second batch of a window always sees the first one's gradients.
+    assert unwatched.saw_no_gradients == [True, False, True, False]  # zeroed first, as a hand-written loop
+    assert watched.saw_no_gradients == [True, False, False, False]  # Lightning's order: zeroed after training_step
+    for mine, theirs in zip(unwatched.parameters(), watched.parameters()):
+        assert torch.equal(mine, theirs)

@@ -57,11 +57,22 @@ class LogsTwiceAlike(TinyModule):
         return loss
 
 
-def test_one_key_logged_twice_in_a_hook_with_different_arguments_is_lightnings_error(tmp_path):
+class ChangesItsArgumentsAtTheFourthBatch(TinyModule):
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss, prog_bar=batch_idx < 3)
+        return loss
+
+
+# The second: after three batches that logged alike (the path a repeated log takes), the fourth changes prog_bar.
+@pytest.mark.parametrize("module, steps_done", [(LogsTwiceDifferently, 0), (ChangesItsArgumentsAtTheFourthBatch, 3)])
+def test_one_key_logged_twice_in_a_hook_with_different_arguments_is_lightnings_error(tmp_path, module, steps_done):
     trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
     with pytest.raises(MisconfigurationError, match=r"You called `self.log\(train_loss, \.\.\.\)` twice in "
                                                     r"`training_step` with different arguments\. This is not allowed"):
-        trainer.fit(LogsTwiceDifferently(), tiny_loader())
+        trainer.fit(module(), tiny_loader())
+    assert trainer.global_step == steps_done
 
 
 def test_one_key_logged_twice_alike_keeps_the_last_value_as_before(tmp_path):
