@@ -2,9 +2,10 @@
 
 The run's hook runner hands every ``log_metrics`` and ``log_hyperparams`` call meant for a logger that
 ``writes_in_background`` (TensorBoard, CSV) to one ``LogWriter``: a queue of at most ``CAPACITY`` calls,
-delivered in order by one thread, in rounds every ``ROUND_SECONDS``. The training thread waits only when the
-queue is full, so a logger that stalls slows training by no more than that bound, and loses nothing: every
-value is delivered once it catches up. The loggers get plain floats.
+delivered in order by one thread, in rounds every ``ROUND_SECONDS``; the first call at once, so that a
+logger's setup (TensorBoard's import) overlaps no more of training than it must. The training thread waits only
+when the queue is full, so a logger that stalls slows training by no more than that bound, and loses nothing:
+every value is delivered once it catches up. The loggers get plain floats.
 
 The queue is drained (every call delivered) after each validation, before loggers are finalized at the end
 of a run (successful or not), and when the run's subscribers are disconnected. A logger's error is raised
@@ -123,12 +124,12 @@ class LogWriter:
 
     def put(self, method: Callable[..., Any], *arguments: Any) -> None:
         self._raise_error()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._deliver, name="tribus-log-writer", daemon=True)
-            self._thread.start()
         if self._calls.full():
             self._wake.set()  # a logger that fell behind: deliver now, not at the next round
         self._calls.put((method, arguments))  # blocks while the queue is full: the bound on a stalled logger
+        if self._thread is None:  # started after its first call is queued, which it delivers at once
+            self._thread = threading.Thread(target=self._deliver, name="tribus-log-writer", daemon=True)
+            self._thread.start()
 
     def drain(self) -> None:
         """Return once every queued call has been delivered; raise the error a logger met, if any."""
@@ -150,9 +151,7 @@ class LogWriter:
         # Rounds, not a wake-up per call: each wake-up takes the interpreter lock from the training thread, and
         # on small steps a wake-up per flush cost more than the writing (bench/overhead.py, defaults).
         while True:
-            self._wake.wait(ROUND_SECONDS)
-            self._wake.clear()
-            while not self._calls.empty():
+            while not self._calls.empty():  # the first call, which starts the thread, is delivered at once
                 call = self._calls.get()
                 try:
                     if call is _STOP:
@@ -163,6 +162,8 @@ class LogWriter:
                     self._error = self._error or error
                 finally:
                     self._calls.task_done()
+            self._wake.wait(ROUND_SECONDS)
+            self._wake.clear()
 
     def _raise_error(self) -> None:
         error, self._error = self._error, None

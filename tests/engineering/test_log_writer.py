@@ -169,3 +169,31 @@ def test_a_logger_called_on_the_training_thread_gets_a_plain_dict():
     logger = DictLogger(released)
     fit(logger, [])
     assert logger.rows == [(step, dict) for step in range(STEPS)]
+
+
+def test_the_first_call_is_delivered_at_once_and_the_rest_by_the_end_of_fit(monkeypatch):
+    monkeypatch.setattr(log_writer, "ROUND_SECONDS", 3600.0)  # no round comes during this run
+    released = threading.Event()
+    released.set()
+
+    class SetUpLogger(StalledLogger):
+        def __init__(self) -> None:
+            super().__init__(released)
+            self.set_up = threading.Event()
+
+        def log_hyperparams(self, params, *args, **kwargs) -> None:
+            self.set_up.set()
+
+    class WaitsForTheSetUp(Callback):
+        def __init__(self, logger: SetUpLogger) -> None:
+            self.logger, self.set_up_during_training = logger, None
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 2:
+                self.set_up_during_training = self.logger.set_up.wait(timeout=60)
+
+    logger = SetUpLogger()
+    waits = WaitsForTheSetUp(logger)
+    fit(logger, [waits])
+    assert waits.set_up_during_training is True
+    assert [step for step, _ in logger.rows] == list(range(STEPS))  # drained when fit ended
