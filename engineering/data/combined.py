@@ -15,7 +15,7 @@ so that the training loop can record (and, on resume, put back) where each loade
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engineering.data.batches import sized_length
@@ -76,30 +76,32 @@ class _Mode:
     def read(self) -> Any:
         raise NotImplementedError
 
+    def read_each(self, after_end: Callable[[int], Any]) -> list[Any]:
+        """A batch from every loader; ``after_end(index)`` stands in for one whose iterator has ended."""
+        batches = []
+        for index in range(len(self.streams.loaders)):
+            try:
+                batches.append(self.streams.read(index))
+            except StopIteration:
+                batches.append(after_end(index))
+        return batches
+
 
 class _MaxSizeCycle(_Mode):
     def read(self) -> list[Any]:
-        streams, batches = self.streams, []
-        for index in range(len(streams.loaders)):
-            try:
-                batches.append(streams.read(index))
-            except StopIteration:
-                if all(streams.exhausted):
-                    raise
-                streams.open(index)
-                batches.append(streams.read(index))
-        return batches
+        return self.read_each(self._restart)
+
+    def _restart(self, index: int) -> Any:
+        if all(self.streams.exhausted):
+            raise StopIteration  # every loader has ended once: the longest one sets the length
+        self.streams.open(index)
+        return self.streams.read(index)
 
 
 class _MaxSize(_Mode):
     def read(self) -> list[Any]:
-        streams, batches = self.streams, []
-        for index in range(len(streams.loaders)):
-            try:
-                batches.append(streams.read(index))
-            except StopIteration:
-                batches.append(None)
-        if all(streams.iterators[index] is None for index in range(len(streams.loaders))):
+        batches = self.read_each(lambda index: None)
+        if all(iterator is None for iterator in self.streams.iterators):
             raise StopIteration
         return batches
 
