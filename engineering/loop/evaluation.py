@@ -148,26 +148,32 @@ def _run_evaluation_batches(trainer: Any, stage_events: dict[str, Any], step: Ca
     with_batch_idx = takes_batch_idx(getattr(trainer.lightning_module, step_name))
     several = len(loaders) > 1
     move = batch_mover(trainer)
+    start_heard, end_heard = hooks.heard(stage_events["batch_start"]), hooks.heard(stage_events["batch_end"])
+    several_ranks = trainer.strategy.world_size > 1  # they vote on signals; one process only asks itself
     for dataloader_idx, (loader, limit) in enumerate(zip(loaders, limits)):
         results.dataloader_idx = dataloader_idx if several else None
         for batch_idx, batch, _ in with_last_flag(trainer.strategy.process_dataloader(loader), limit):
             batch = move(batch, dataloader_idx)
             results.batch = batch
-            hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
+            if start_heard:  # an event nobody hears costs not even a call
+                hooks(stage_events["batch_start"], batch=batch, batch_idx=batch_idx, dataloader_idx=dataloader_idx)
             results.hook = step_name
             arguments = (batch, batch_idx) if with_batch_idx else (batch,)
             outputs = step(*arguments, dataloader_idx) if several else step(*arguments)
-            hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
-                  dataloader_idx=dataloader_idx)
+            if end_heard:
+                hooks(stage_events["batch_end"], outputs=outputs, batch=batch, batch_idx=batch_idx,
+                      dataloader_idx=dataloader_idx)
             _flush_step_values(trainer, dataloader_idx)
-            if watches_signals and (signum := signal_agreed(trainer, PREEMPTION_POLL_STEPS, batch_idx + 1)):
+            if (watches_signals and (several_ranks or trainer.received_signal)
+                    and (signum := signal_agreed(trainer, PREEMPTION_POLL_STEPS, batch_idx + 1))):
                 raise SignalDuringValidation(signum)
 
 
 def _flush_step_values(trainer: Any, dataloader_idx: int) -> None:
     if not trainer.sanity_checking:  # on_step values go out at once, without an epoch key
         log_step = trainer.results.next_evaluation_step(dataloader_idx)
-        flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
+        if trainer.results.has_unlogged_steps:
+            flush_logged_metrics(trainer, "step", step=log_step, with_epoch=False)
 
 
 def _leave_eval_mode(module: Any, prefix: str, modes: dict[str, bool]) -> None:

@@ -120,9 +120,10 @@ class Results:
         self._checked_levels: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool, bool]] = {}
         # Per stage and (hook, key): the arguments a value was first logged with in the current epoch.
         self._log_arguments: dict[RunningStage, dict[tuple[str | None, str], tuple[Any, ...]]] = {}
-        # A step-only tensor logged again with the same arguments, in the same stage, hook and epoch, goes
-        # straight where its first call put it: (stage, hook, dataloader_idx, name) → (arguments, targets).
-        self._repeats: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[tuple[dict[str, Any], str], ...]]] = {}
+        # A tensor logged again with the same arguments, in the same stage, hook and epoch, goes straight where
+        # its first call put it: (stage, hook, dataloader_idx, name) → (arguments, step targets, epoch aggregate).
+        self._repeats: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[tuple[dict[str, Any], str], ...],
+                                                   _Metric | None]] = {}
 
     # -- called by LightningModule.log -------------------------------------------------------
     def log(self, name: str, value: Any, prog_bar: bool = False, logger: bool | None = None, on_step: bool | None = None,
@@ -138,6 +139,8 @@ class Results:
             tensor = value.detach()
             for target, key in repeat[1]:
                 target[key] = tensor
+            if repeat[2] is not None:
+                repeat[2].update(tensor, self._batch_size(batch_size))
             return
         levels = self._checked_levels.get((hook, on_step, on_epoch))
         if levels is None:  # the first log with these arguments in this hook: check them once
@@ -158,16 +161,16 @@ class Results:
         self._check_same_arguments(hook, name, suffix, arguments)
 
         metrics = self._epoch_metrics.setdefault(self.stage, {})
+        entry: Any = None
         if metric_object:
             entry = metrics[name + suffix] = LoggedMetricObject(value, on_step, on_epoch, prog_bar, logger, name, suffix)
             tensor = entry.step_value() if on_step else None
         elif sync_dist and on_step:
             tensor = self._reduce(tensor, reduce_fx)
-        if on_step and tensor is not None:
-            self._store_step_value(name, suffix, tensor, on_epoch, prog_bar, logger)
-            if not (on_epoch or sync_dist or metric_object or enable_graph) and type(value) is torch.Tensor:
-                self._repeats[self.stage, hook, self.dataloader_idx, name] = (
-                    given, self._step_targets(name + suffix, prog_bar, logger))
+        targets = self._step_value_targets(name, suffix, on_epoch, prog_bar, logger) if on_step else ()
+        if tensor is not None:
+            for target, key in targets:
+                target[key] = tensor
         if on_epoch:
             if not metric_object:
                 entry = metrics.get(name + suffix)
@@ -178,6 +181,8 @@ class Results:
                 entry.update(tensor, self._batch_size(batch_size))
             if not step_allowed:  # logged from an epoch-level hook: visible to the next hook at once
                 self._publish_epoch_value(entry)
+        if type(value) is torch.Tensor and step_allowed and not (metric_object or enable_graph or sync_dist and on_step):
+            self._repeats[self.stage, hook, self.dataloader_idx, name] = (given, targets, entry)
 
     def _check_same_arguments(self, hook: str | None, name: str, suffix: str, arguments: tuple[Any, ...]) -> None:
         first = self._log_arguments.setdefault(self.stage, {}).setdefault((hook, name + suffix), arguments)
@@ -187,21 +192,17 @@ class Results:
                 "allowed: log it with the same arguments every time, or use another name for the other value."
             )
 
-    def _store_step_value(
-        self, name: str, suffix: str, tensor: torch.Tensor, on_epoch: bool, prog_bar: bool, logger: bool
-    ) -> None:
+    def _step_value_targets(self, name: str, suffix: str, on_epoch: bool, prog_bar: bool,
+                            logger: bool) -> tuple[tuple[dict[str, Any], str], ...]:
+        """Where a step value goes, as (dictionary, key). As in Lightning, a validation or test step value goes to
+        the loggers and the bar, never to callback_metrics; a training one logged per epoch too is also
+        callback_metrics[name] until the epoch's value replaces it."""
         step_key = f"{name}_step{suffix}" if on_epoch else name + suffix
-        for target, key in self._step_targets(step_key, prog_bar, logger):
-            target[key] = tensor
-        if on_epoch and self.stage is RunningStage.TRAINING:
-            self.callback_metrics[name + suffix] = tensor
-
-    def _step_targets(self, step_key: str, prog_bar: bool, logger: bool) -> tuple[tuple[dict[str, Any], str], ...]:
-        """Where a step value goes. As in Lightning, a validation or test step value goes to the loggers and the
-        bar, never to callback_metrics."""
         targets = []
         if self.stage is RunningStage.TRAINING:
             targets.append((self.callback_metrics, step_key))
+            if on_epoch:
+                targets.append((self.callback_metrics, name + suffix))
         if prog_bar:
             targets.append((self._progress_bar, step_key))
         if logger:
@@ -238,6 +239,7 @@ class Results:
         return {RunningStage.TRAINING.value: state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._repeats.clear()  # they point at the aggregates replaced here
         self._epoch_metrics[RunningStage.TRAINING] = {
             name: _Metric(**{"name": name, **values}) for name, values in state.get(RunningStage.TRAINING.value, {}).items()
         }
@@ -260,6 +262,11 @@ class Results:
         unlogged = pending.copy()
         pending.clear()  # the same dict, which repeated logs write to
         return unlogged
+
+    @property
+    def has_unlogged_steps(self) -> bool:
+        """Whether step values wait for the loggers' next flush."""
+        return bool(self._unlogged["step"])
 
     def reset(self) -> None:
         """Drop everything, as after the sanity check."""

@@ -65,8 +65,17 @@ class ChangesItsArgumentsAtTheFourthBatch(TinyModule):
         return loss
 
 
-# The second: after three batches that logged alike (the path a repeated log takes), the fourth changes prog_bar.
-@pytest.mark.parametrize("module, steps_done", [(LogsTwiceDifferently, 0), (ChangesItsArgumentsAtTheFourthBatch, 3)])
+class ChangesItsEpochLogAtTheFourthBatch(TinyModule):
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss, on_epoch=True, reduce_fx="max" if batch_idx < 3 else "min")
+        return loss
+
+
+# After three batches that logged alike (the path a repeated log takes), the fourth changes prog_bar, or reduce_fx.
+@pytest.mark.parametrize("module, steps_done", [(LogsTwiceDifferently, 0), (ChangesItsArgumentsAtTheFourthBatch, 3),
+                                                (ChangesItsEpochLogAtTheFourthBatch, 3)])
 def test_one_key_logged_twice_in_a_hook_with_different_arguments_is_lightnings_error(tmp_path, module, steps_done):
     trainer = Trainer(max_epochs=1, default_root_dir=tmp_path, **QUIET)
     with pytest.raises(MisconfigurationError, match=r"You called `self.log\(train_loss, \.\.\.\)` twice in "
