@@ -69,8 +69,7 @@ class TQDMProgressBar(ProgressBar):
             if not isinstance(interval, (int, float)) or interval < 0:
                 raise ValueError(f"{name}={interval!r} must be a number of seconds >= 0.")
         self.refresh_rate = refresh_rate
-        self.process_position = process_position
-        self.leave = leave
+        self.process_position, self.leave = process_position, leave
         self.line_interval = line_interval
         self.metrics_interval = metrics_interval
         self._stream = stream
@@ -105,7 +104,8 @@ class TQDMProgressBar(ProgressBar):
                                          leave=True, last_line=True)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._advance(self._train_bar, batch_idx + 1, lambda: self.get_metrics(trainer, pl_module))
+        if self._train_bar is not None and time.monotonic() >= self._train_bar.due_at:  # else nothing is due yet
+            self._advance(self._train_bar, batch_idx + 1, lambda: self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self._train_bar is not None:  # shows the validation metrics too, which arrived after the last batch

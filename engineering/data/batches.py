@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -66,15 +67,14 @@ def flagged(iterator: Iterator[Any], limit: float, batch_idx: int, sized: bool) 
     """``(batch_idx, batch, is_last)`` from ``iterator``, numbered from ``batch_idx`` up to ``limit``; ``sized``:
     ``limit`` is known to be reached, so the last batch is known without reading one ahead."""
     if batch_idx >= limit:
-        return
-    if sized:  # the length says which batch is the last: no need to read one ahead
-        for batch in iterator:
-            is_last = batch_idx + 1 >= limit
-            yield batch_idx, batch, is_last
-            if is_last:
-                return
-            batch_idx += 1
-        return
+        return iter(())
+    if sized:  # numbered and flagged by C iterators: no Python frame per batch
+        flags = itertools.chain(itertools.repeat(False, int(limit) - batch_idx - 1), (True,))
+        return zip(range(batch_idx, int(limit)), iterator, flags)  # range first: nothing is read past the limit
+    return _flagged_reading_ahead(iterator, limit, batch_idx)
+
+
+def _flagged_reading_ahead(iterator: Iterator[Any], limit: float, batch_idx: int) -> Iterator[tuple[int, Any, bool]]:
     # Without a length, fetch one batch ahead so that is_last is known in time (as Lightning does).
     try:
         upcoming = next(iterator)

@@ -1,31 +1,33 @@
 """The fit loop: epochs, training batches, and one training step, read top to bottom in this file.
 
 ``run_fit`` holds the epochs, ``run_training_epoch`` the batches, ``TrainingStep`` one batch of automatic
-optimization. Stop conditions and the validation schedule are in ``loop/schedule.py``; the evaluation loops
-in ``loop/evaluation.py``. Hooks go through ``trainer.hooks`` (``bus/runner.py``): the callbacks hear them
+optimization. What follows a batch (validation, checkpoints, stop conditions, signals) is in
+``loop/batch_end.py``, the schedules it asks in ``loop/schedule.py``; the evaluation loops in
+``loop/evaluation.py``. Hooks go through ``trainer.hooks`` (``bus/runner.py``): the callbacks hear them
 over the bus, then the module's own hook is called directly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from engineering import events
 from engineering.bus.callback import overrides
-from engineering.checkpointing.checkpoint import restore_rng_states, stop_for_preemption, write_requested_checkpoints
-from engineering.data.loaders import reload_train_loader_if_due, reload_val_loaders_if_due
+from engineering.checkpointing.checkpoint import restore_rng_states, write_requested_checkpoints
+from engineering.data.loaders import reload_train_loader_if_due
 from engineering.data.step_iterator import takes_dataloader_iter
 from engineering.data.training_passes import training_batches
 from engineering.data.transfer import batch_mover, unchanged
 from engineering.errors import MisconfigurationError
 from engineering.loop import schedule
-from engineering.loop.evaluation import run_sanity_check, run_validation_in_fit, step_function, takes_batch_idx
+from engineering.loop.evaluation import run_sanity_check, step_function, takes_batch_idx
 from engineering.loop import advice
+from engineering.loop.batch_end import batch_end_may_act, end_of_batch, stop_for_signal
 from engineering.loop.flush import flush_logged_metrics
 from engineering.loop.state import RunningStage
 from engineering.loop.tbptt import train_through_time
@@ -139,11 +141,12 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
     batch_end_heard = hooks.heard(events.on_train_batch_end)
     step = (TrainingStep(trainer) if automatic
             else step_function(trainer, "training_step", trainer.strategy.training_step_callable()))
-    through_time = automatic and module.truncated_bptt_steps > 0
-    with_batch_idx = takes_batch_idx(module.training_step)
+    plain = automatic and module.truncated_bptt_steps == 0 and step.is_plain
+    run_step = None if plain else _step_runner(trainer, step)
     move = batch_mover(trainer)
     profiling = not isinstance(trainer.profiler, PassThroughProfiler)
     validates, checkpointers = schedule.validates_this_epoch(trainer), trainer.checkpoint_callbacks
+    eventful = batch_end_may_act(trainer, validates)
     batches = training_batches(trainer, rng_states, epoch_rng_states)
     if profiling:
         batches = schedule.timed_fetches(batches, trainer.profiler.profile)
@@ -156,17 +159,10 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if batch_start_heard:  # an event nobody hears costs not even a call
             if hooks(events.on_train_batch_start, batch=batch, batch_idx=batch_idx) == -1:
                 return False
-        if accumulate == 1:
-            window_start = window_end = True
+        if run_step is None:  # a plain step: every batch is a window of one
+            outputs, window_end = step.plain(batch, batch_idx), True
         else:
-            window_start, window_end = schedule.accumulation_window(batch_idx, accumulate, is_last)
-        if through_time:
-            outputs = train_through_time(step, module, batch, batch_idx, is_last)
-        elif automatic:
-            outputs = step(batch, batch_idx, window_start, window_end, is_last)
-        else:
-            trainer.results.hook = "training_step"
-            outputs = step(batch, batch_idx) if with_batch_idx else step(batch)
+            outputs, window_end = run_step(batch, batch_idx, is_last)
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
         if batch_end_heard:  # only then are the outputs detached and copied for it; a lone loss without a call
@@ -176,49 +172,38 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 
-        if end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
-            return is_last
+        if eventful or progress.should_stop or trainer.received_signal:
+            if end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
+                return is_last
+            continue
+        # What end_of_batch does when nothing else can be due, in its order: count the step, write the
+        # checkpoints asked for (the last batch's wait for the end of the epoch).
+        if window_end:
+            progress.batches_that_stepped += 1
+        if not is_last:
+            for checkpointer in checkpointers:  # most batches request nothing: no call then
+                if checkpointer.pending_writes:
+                    checkpointer.write_requested(trainer)
     return True
 
 
-def end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,
-                  checkpointers: list[Any]) -> bool:
-    """Validation when due, plateau schedulers, requested checkpoints, signals; returns whether the epoch ends."""
-    progress, module = trainer.progress, trainer.lightning_module
-    # Without a step or time limit and a stop request, there is nothing to ask: no call.
-    stopping = ((trainer.max_steps != -1 or trainer.max_time is not None or progress.should_stop)
-                and schedule.epoch_must_end(trainer, started))
-    signum = 0  # a signal that cut validation short, agreed by all ranks
-    if validates and schedule.validation_due(trainer, batch_idx, is_last, stopping, started):
-        if window_end:
-            module.on_validation_model_zero_grad()  # free gradient memory during validation
-        reload_val_loaders_if_due(trainer)
-        signum = run_validation_in_fit(trainer)
-        stopping = stopping or schedule.epoch_must_end(trainer, started)  # EarlyStopping decided in validation
-    if window_end and module.automatic_optimization and trainer.lr_scheduler_configs:
-        step_schedulers(trainer, "step", batch_idx, plateau=True)  # plateau ones follow what validation logged
-    if window_end:  # after validation: Lightning logs validation at the step it followed
-        progress.batches_that_stepped += 1
-    if not is_last:  # the last batch's requests wait for the end of the epoch, which completes it
-        for checkpointer in checkpointers:  # most batches request nothing: no call then
-            if checkpointer.pending_writes:
-                checkpointer.write_requested(trainer)
-        if window_end:  # never mid-window: the accumulated gradients are not in a checkpoint
-            # Several ranks vote every few steps even when none was signalled; one process only asks itself.
-            if not signum and (trainer.received_signal or trainer.strategy.world_size > 1):
-                signum = schedule.signal_agreed(trainer, every=schedule.PREEMPTION_POLL_STEPS)
-            if signum:
-                stop_for_signal(trainer, signum)
-    return stopping
+def _step_runner(trainer: Any, step: Any) -> Callable[[Any, int, bool], tuple[Any, bool]]:
+    """How a batch runs when its step is not plain: ``(batch, batch_idx, is_last) → (outputs, window_end)``, with
+    accumulation windows, truncated backpropagation through time, or manual optimization."""
+    module, accumulate = trainer.lightning_module, trainer.accumulate_grad_batches
+    automatic, with_batch_idx = module.automatic_optimization, takes_batch_idx(module.training_step)
+    through_time = automatic and module.truncated_bptt_steps > 0
 
+    def run(batch: Any, batch_idx: int, is_last: bool) -> tuple[Any, bool]:
+        window_start, window_end = schedule.accumulation_window(batch_idx, accumulate, is_last)
+        if through_time:
+            return train_through_time(step, module, batch, batch_idx, is_last), window_end
+        if automatic:
+            return step(batch, batch_idx, window_start, window_end, is_last), window_end
+        trainer.results.hook = "training_step"
+        return (step(batch, batch_idx) if with_batch_idx else step(batch)), window_end
 
-def stop_for_signal(trainer: Any, signum: int) -> None:
-    """At a step boundary: Ctrl-C ends the run as a KeyboardInterrupt (loop/run.py shuts down gracefully); a
-    preemption signal saves ``hpc_ckpt_<n>.ckpt`` and exits."""
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    trainer.received_signal = signum  # on a rank that was not signalled itself, what the others agreed on
-    stop_for_preemption(trainer)
+    return run
 
 
 _NO_CONTEXT = contextlib.nullcontext()
@@ -244,7 +229,9 @@ class TrainingStep:
     their default (``zero_grad(set_to_none=True)``, ``loss.backward()``) runs right here. When the module
     overrides ``optimizer_step``, or the optimizer's ``step()`` must call a closure itself (LBFGS), everything
     above the line becomes the closure that ``optimizer_step`` hands to ``optimizer.step(closure)``, as in
-    Lightning. Built once per epoch: what cannot change between batches is looked up once.
+    Lightning. When nothing of this is watched or changed (no hook heard or overridden, no clipping, scaling,
+    accumulation, scheduler or profiler), ``plain`` runs the batch in a hand-written loop's four calls. Built once
+    per epoch: what cannot change between batches is looked up once.
     """
 
     def __init__(self, trainer: Any) -> None:
@@ -279,6 +266,10 @@ class TrainingStep:
         self.zeroes_first = self.zero_grad is None and events.on_before_zero_grad not in self.heard
         self.between_backward_and_step = (self.precision.scales_loss or self.clips
                                           or events.on_before_optimizer_step in self.heard)
+        # Nothing watches or changes the step, and no closure is needed: ``plain`` runs it.
+        self.is_plain = (self.zeroes_first and self.backward is None and not self.through_closure and not self.heard
+                         and not self.between_backward_and_step and not self.has_schedulers
+                         and self.accumulate == 1 and self.with_batch_idx)
         if trainer.on_nonfinite is not None:  # without a policy the step is not wrapped at all
             guard = NonFiniteGuard(trainer, trainer.on_nonfinite, self.through_closure)
             self.training_step = guard.checked(self.training_step)
@@ -303,6 +294,21 @@ class TrainingStep:
             step_schedulers(self.trainer, "step", batch_idx, plateau=False)
             if is_last:
                 step_schedulers(self.trainer, "epoch", self.progress.epoch, plateau=False)
+        return outputs
+
+    def plain(self, batch: Any, batch_idx: int) -> Any:
+        """What ``__call__`` does when ``is_plain``, in the order and with the calls of a hand-written loop:
+        zero_grad, training_step, backward, optimizer step."""
+        self.raw_optimizer.zero_grad(set_to_none=True)
+        self.trainer.results.hook = "training_step"
+        outputs = self.training_step(batch, batch_idx)
+        loss = outputs if type(outputs) is torch.Tensor and outputs.dim() == 0 else loss_from(outputs)
+        if loss is None:
+            advice.training_step_returned_none()
+        else:
+            loss.backward()
+        self.step_optimizer()
+        self.progress.global_step += 1
         return outputs
 
     def forward_backward(self, batch: Any, batch_idx: int, window_start: bool,

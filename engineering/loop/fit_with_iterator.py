@@ -6,7 +6,7 @@
         training_step(iterator)                                   automatic (TrainingStep) or manual
             the iterator running out inside the step ends the epoch there: no step, no batch end
         on_train_batch_end(outputs, last batch read, its batch_idx)
-        the rest as after any batch (fit.py end_of_batch): validation, checkpoints, stop conditions
+        the rest as after any batch (batch_end.py end_of_batch): validation, checkpoints, stop conditions
 
 Lightning's order and counts: ``progress.batch_idx`` counts steps, not batches; an epoch's last step is the one
 after which the iterator is done or ``num_training_batches`` steps ran. No batch transfer: the step moves what
@@ -22,7 +22,8 @@ from engineering.data.batches import tell_epoch
 from engineering.data.step_iterator import StepIterator, epoch_triples
 from engineering.loop import schedule
 from engineering.loop.evaluation import step_function
-from engineering.loop.fit import TrainingStep, end_of_batch
+from engineering.loop.batch_end import end_of_batch
+from engineering.loop.fit import TrainingStep
 from engineering.loop.flush import flush_logged_metrics
 from engineering.optimization.optimizers import batch_end_outputs
 

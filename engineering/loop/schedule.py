@@ -80,8 +80,8 @@ def _can_stop_early(trainer: Any) -> bool:
 
 def accumulation_window(batch_idx: int, accumulate_grad_batches: int, is_last: bool) -> tuple[bool, bool]:
     """Whether this batch starts an accumulation window (zero the gradients) and whether it ends one (step).
-    The one place that decides (the fit loop skips the call when accumulate_grad_batches is 1: every batch is a
-    window); an epoch's last batch always ends its window."""
+    The one place that decides (a plain step, which needs accumulate_grad_batches=1, skips the call: every batch
+    is a window); an epoch's last batch always ends its window."""
     return batch_idx % accumulate_grad_batches == 0, (batch_idx + 1) % accumulate_grad_batches == 0 or is_last
 
 

@@ -7,6 +7,7 @@ hand (same initial weights, same batches in the same order), then compares the f
 from __future__ import annotations
 
 import copy
+import traceback
 
 import torch
 import torch.nn.functional as F
@@ -256,3 +257,27 @@ def test_unwatched_gradients_are_zeroed_before_training_step_watched_ones_after_
     assert watched.saw_no_gradients == [True, False, False, False]  # Lightning's order: zeroed after training_step
     for mine, theirs in zip(unwatched.parameters(), watched.parameters()):
         assert torch.equal(mine, theirs)
+
+
+class HearsBackward(Callback):
+    def on_after_backward(self, trainer, pl_module):
+        pass
+
+
+class RecordsItsCaller(Regressor):
+    def training_step(self, batch, batch_idx):
+        self.caller = traceback.extract_stack()[-2].name
+        return super().training_step(batch, batch_idx)
+
+
+def test_the_plain_step_and_the_watched_step_give_the_weights_of_a_hand_written_loop(tmp_path):
+    adam = lambda parameters: torch.optim.Adam(parameters, lr=0.01)  # noqa: E731
+    plain, watched = RecordsItsCaller(adam), RecordsItsCaller(adam)
+    expected = copy.deepcopy(plain.net)
+    Trainer(max_epochs=3, default_root_dir=tmp_path, **QUIET).fit(plain, loader())
+    Trainer(max_epochs=3, callbacks=[HearsBackward()], default_root_dir=tmp_path, **QUIET).fit(watched, loader())
+    hand_loop(expected, adam, epochs=3)
+
+    assert (plain.caller, watched.caller) == ("plain", "forward_backward")  # both paths ran
+    for mine, watched_one, theirs in zip(plain.net.parameters(), watched.net.parameters(), expected.parameters()):
+        assert torch.equal(mine, theirs) and torch.equal(watched_one, theirs)
