@@ -1,12 +1,12 @@
 """Trainer overhead per training step, against a hand-written PyTorch loop.
 
-Run:   python bench/overhead.py [--steps 3000] [--rounds 5] [--warmup 200] [--json PATH]
+Run:   python bench/overhead.py [--steps 3000] [--rounds 5] [--pairs 3] [--warmup 200] [--json PATH]
        python bench/overhead.py --profile tribus-bare     # cProfile of one child, top functions
 
 What it measures: the wall time of one epoch of ``torch.nn.Linear(32, 2)``, batch 16, cross-entropy,
 SGD lr 0.1, ``torch.set_num_threads(1)``, no validation, over a list of (x, y) batches generated in
 memory before timing (so data loading is not measured; every contender gets the same seeded list).
-Contenders, each in a fresh subprocess, rounds interleaved:
+Contenders, each in a fresh subprocess per round, rounds interleaved:
 
     raw                 for x, y in batches: zero_grad(set_to_none=True); loss = F.cross_entropy(model(x), y);
                         loss.backward(); opt.step()
@@ -15,12 +15,15 @@ Contenders, each in a fresh subprocess, rounds interleaved:
     tribus-defaults     Trainer(max_epochs=1, default_root_dir=tmp): all defaults on
     lightning-bare / lightning-defaults   the same with Lightning, only where ``import lightning`` works
 
-Each child runs ``--warmup`` steps first (not timed), then times ``fit`` (Trainer construction excluded;
-fixed costs inside fit, like the model summary and the end-of-epoch checkpoint, are spread over the steps).
+Each child runs ``--warmup`` steps of the raw loop and of its contender first (not timed), then ``--pairs``
+times: the raw loop, then a ``fit`` of the contender with a new Trainer (its construction not timed; fixed costs
+inside fit, like the model summary and the end-of-epoch checkpoint, are spread over the steps). The overhead
+is the contender minus the raw run just before it, in the same process: between processes the same raw loop
+runs up to 5% faster or slower (where its memory lands), which is more than the overheads measured here.
 While it trains, the child's stdout and stderr go to a file, so progress bars run in their non-terminal mode
-whatever the terminal is. Reported: median µs/step (min–max over rounds), and the overhead, i.e. contender
-minus raw within the same round, median (min–max) over rounds, plus the same overhead in process CPU time
-(less sensitive to other load on the machine). ``TRIBUS_CALLBACKS`` is cleared for the children.
+whatever the terminal is. Reported: median µs/step (min–max over all runs), and the overhead, median (min–max)
+over all pairs, plus the same overhead in process CPU time (less sensitive to other load on the machine).
+``TRIBUS_CALLBACKS`` is cleared for the children.
 """
 
 from __future__ import annotations
@@ -101,14 +104,14 @@ def raw_fit(model: Any, batches: list[Any]) -> None:
         opt.step()
 
 
-def prepare(name: str, root: str) -> tuple[Any, Any]:
-    """Return (warm-up, timed) callables that each take the batch list; only the second one is timed."""
+def prepare(name: str, root: str, runs: int) -> list[Any]:
+    """``runs`` callables that each take the batch list: the first for the warm-up, one per timed run after it."""
     import torch
 
     torch.manual_seed(0)
     if name == "raw":
         model = torch.nn.Linear(32, 2)
-        return (lambda b: raw_fit(model, b)), (lambda b: raw_fit(model, b))
+        return [lambda b: raw_fit(model, b)] * runs
     framework, _, mode = name.partition("-")
     if framework == "tribus":
         from engineering import Trainer
@@ -117,8 +120,8 @@ def prepare(name: str, root: str) -> tuple[Any, Any]:
         from lightning import LightningModule, Trainer
     module = module_class(LightningModule)()
     flags = dict(max_epochs=1, default_root_dir=root, **(BARE if mode == "bare" else {}))
-    trainers = [Trainer(**flags), Trainer(**flags)]
-    return tuple(lambda b, t=t: t.fit(module, train_dataloaders=Batches(b)) for t in trainers)  # type: ignore
+    trainers = [Trainer(**flags) for _ in range(runs)]
+    return [lambda b, t=t: t.fit(module, train_dataloaders=Batches(b)) for t in trainers]
 
 
 @contextlib.contextmanager
@@ -136,28 +139,35 @@ def console_to(path: str) -> Any:
             os.close(saved[0]), os.close(saved[1])
 
 
-def run_child(name: str, steps: int, warmup: int, profile: bool) -> dict[str, Any]:
+def run_child(name: str, steps: int, warmup: int, pairs: int, profile: bool) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
     batches = make_batches(steps)
+    result: dict[str, Any] = {"name": name, "steps": steps, "raw_us": [], "raw_cpu_us": [], "us": [], "cpu_us": []}
     with tempfile.TemporaryDirectory() as root:
         console = os.path.join(root, "console.log")
-        warm, timed = prepare(name, root)
+        raw_runs, runs = prepare("raw", root, pairs + 1), prepare(name, root, pairs + 1)
+        profiler = cProfile.Profile() if profile else None
         with console_to(console):
-            warm(batches[:warmup])
-            profiler = cProfile.Profile() if profile else None
-            if profiler:
-                profiler.enable()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            timed(batches)
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-            if profiler:
-                profiler.disable()
+            raw_runs[0](batches[:warmup])
+            runs[0](batches[:warmup])
+            for index in range(1, pairs + 1):
+                for prefix, run in (("raw_", raw_runs[index]), ("", runs[index])):
+                    profiling = profiler is not None and prefix == "" and index == pairs
+                    if profiling:
+                        profiler.enable()
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    run(batches)
+                    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+                    if profiling:
+                        profiler.disable()
+                    result[prefix + "us"].append(seconds / steps * 1e6)
+                    result[prefix + "cpu_us"].append(cpu_seconds / steps * 1e6)
         if profiler:
             print_profile(profiler, steps)
-        return {"name": name, "steps": steps, "seconds": seconds, "us_per_step": seconds / steps * 1e6,
-                "cpu_us_per_step": cpu_seconds / steps * 1e6, "console_bytes": os.path.getsize(console)}
+        result["console_bytes"] = os.path.getsize(console)
+    return result
 
 
 def print_profile(profiler: Any, steps: int) -> None:
@@ -180,8 +190,8 @@ def print_profile(profiler: Any, steps: int) -> None:
 # parent: interleave the rounds, summarise
 # ---------------------------------------------------------------------------------------------
 def spawn(name: str, args: argparse.Namespace, profile: bool = False) -> dict[str, Any]:
-    command = [sys.executable, os.path.abspath(__file__), "--child", name,
-               "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--profile", name] if profile else [])
+    command = [sys.executable, os.path.abspath(__file__), "--child", name, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--pairs", str(args.pairs)] + (["--profile", name] if profile else [])
     env = {key: value for key, value in os.environ.items() if key != "TRIBUS_CALLBACKS"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -189,6 +199,16 @@ def spawn(name: str, args: argparse.Namespace, profile: bool = False) -> dict[st
     if profile:
         print(done.stderr, end="")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _summary(per_step: list[float], overhead: list[float] | None = None, cpu_overhead: list[float] | None = None,
+             budget: float | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"per_step": per_step, "us_per_step_median": statistics.median(per_step),
+                             "us_per_step_min": min(per_step), "us_per_step_max": max(per_step)}
+    if overhead is not None and cpu_overhead is not None:
+        entry.update(overhead_median=statistics.median(overhead), overhead_min=min(overhead),
+                     overhead_max=max(overhead), cpu_overhead_median=statistics.median(cpu_overhead), budget=budget)
+    return entry
 
 
 def spread(values: list[float]) -> str:
@@ -200,21 +220,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=3, help="raw/contender pairs timed in each child")
     parser.add_argument("--json", metavar="PATH", help="also write the rounds and the summary here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="NAME", help="profile one run of NAME with cProfile and exit")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(args.child, args.steps, args.warmup, profile=bool(args.profile))))
+        print(json.dumps(run_child(args.child, args.steps, args.warmup, args.pairs, profile=bool(args.profile))))
         return
     if args.profile:
         result = spawn(args.profile, args, profile=True)
-        print(f"{args.profile}: {result['us_per_step']:.1f} µs/step under cProfile")
+        print(f"{args.profile}: {result['us'][-1]:.1f} µs/step under cProfile")
         return
 
     import torch
 
-    names = ["raw", "tribus-bare", "tribus-defaults"]
+    names = ["tribus-bare", "tribus-defaults"]
     lightning_version = None
     if importlib.util.find_spec("lightning") is not None:
         from importlib.metadata import version
@@ -225,31 +246,33 @@ def main() -> None:
     rounds = []
     for index in range(args.rounds):
         rounds.append({name: spawn(name, args) for name in names})
-        print(f"round {index + 1}/{args.rounds}: "
-              + ", ".join(f"{n} {r['us_per_step']:.1f}" for n, r in rounds[-1].items()), file=sys.stderr)
+        print(f"round {index + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {statistics.median(r['us']):.1f} (raw {statistics.median(r['raw_us']):.1f})"
+            for n, r in rounds[-1].items()), file=sys.stderr)
 
     print(f"\nTrainer overhead vs a hand-written loop — Linear(32, 2), batch 16, {args.steps} steps "
-          f"(+{args.warmup} warm-up), {args.rounds} interleaved rounds, 1 thread")
+          f"(+{args.warmup} warm-up), {args.rounds} interleaved rounds of {args.pairs} raw/contender pairs, 1 thread")
     print(f"python {platform.python_version()}, torch {torch.__version__}, lightning {lightning_version or 'not installed'}, "
           f"{os.cpu_count()} CPUs, load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after")
     print("progress bars ran with stdout/stderr redirected to a file (non-terminal mode)\n")
     print(f"{'contender':<19} {'µs/step, median (min–max)':<27} {'overhead µs/step, median (min–max)':<35} "
           f"{'CPU-time overhead':<18} budget")
-    summary = {}
+    summary = {"raw": _summary([value for r in rounds for each in r.values() for value in each["raw_us"]])}
+    print(f"{'raw':<19} {spread(summary['raw']['per_step']):<27} {'—':<35} {'—':<18}")
     for name in names:
-        per_step = [r[name]["us_per_step"] for r in rounds]
-        overhead = [r[name]["us_per_step"] - r["raw"]["us_per_step"] for r in rounds]
-        cpu_overhead = [r[name]["cpu_us_per_step"] - r["raw"]["cpu_us_per_step"] for r in rounds]
+        runs = [r[name] for r in rounds]
+        overhead = [us - raw for run in runs for us, raw in zip(run["us"], run["raw_us"])]
+        cpu_overhead = [us - raw for run in runs for us, raw in zip(run["cpu_us"], run["raw_cpu_us"])]
         budget = BUDGETS.get(name)
+        summary[name] = _summary([us for run in runs for us in run["us"]], overhead, cpu_overhead, budget)
         verdict = "" if budget is None else f"≤ {budget:.0f}  " + ("ok" if statistics.median(overhead) <= budget else "OVER")
-        print(f"{name:<19} {spread(per_step):<27} {'—' if name == 'raw' else spread(overhead):<35} "
-              f"{'—' if name == 'raw' else f'{statistics.median(cpu_overhead):8.1f}':<18} {verdict}")
-        summary[name] = {"us_per_step_median": statistics.median(per_step), "us_per_step_min": min(per_step),
-                         "us_per_step_max": max(per_step), "overhead_median": statistics.median(overhead),
-                         "overhead_min": min(overhead), "overhead_max": max(overhead),
-                         "cpu_overhead_median": statistics.median(cpu_overhead), "budget": budget}
+        print(f"{name:<19} {spread(summary[name]['per_step']):<27} {spread(overhead):<35} "
+              f"{statistics.median(cpu_overhead):8.1f}{'':<10} {verdict}")
+    for entry in summary.values():
+        del entry["per_step"]
     if args.json:
-        config = {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "torch": torch.__version__,
+        config = {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "pairs": args.pairs,
+                  "torch": torch.__version__,
                   "lightning": lightning_version, "python": platform.python_version(),
                   "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
         with open(args.json, "w") as out:

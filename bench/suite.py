@@ -2,16 +2,19 @@
 
 Run:   python bench/suite.py [--rounds 5] [--out bench/results/suite.json]      (``make bench`` runs this)
 
-Every measurement runs in a fresh subprocess, contenders interleaved within each round (raw, tribus,
-Lightning, raw, …); ratios and overheads are computed within a round, then the median (min–max) over
-rounds is reported. Lightning columns appear only where ``import lightning`` works.
+Every measurement runs in a fresh subprocess, contenders interleaved within each round (tribus, Lightning,
+tribus, …). W1 and W2 compare with the raw loop inside each child: it times the raw loop and its framework
+alternately, and each ratio or overhead is taken between two runs made one after the other in that process
+(between processes the same raw loop runs up to 5% faster or slower). The median (min–max) over all pairs
+or rounds is reported. Lightning columns appear only where ``import lightning`` works.
 
     W1  Trainer overhead in µs/step, Linear(32, 2), batch 16, 3000 steps: bench/overhead.py, run as is.
     W2  the seed's MNIST MLP (784 → 128 → 256 → 10, defined in this file), batch 64, 1000 training steps then 100
         validation batches, self.log every step, Trainer defaults on (progress bar, logger, checkpointing,
         model summary, sanity check) against a hand-written loop with the same forward/backward/step and the
         same validation forward passes. Data: random tensors of MNIST shape, generated before timing. The
-        whole fit is timed (fixed costs included), after a short warm-up fit that is not timed.
+        whole fit is timed (fixed costs included), after a short warm-up fit that is not timed; each child times
+        ``--w2-pairs`` raw/framework pairs.
     import   seconds that ``import research, engineering, auxiliary`` (or ``import lightning``) adds to an
         ``import torch`` already done, in a fresh process.
     first step   seconds from ``Trainer(...)`` to the end of the first optimizer step (a callback reads the
@@ -131,30 +134,37 @@ def raw_mnist_fit(model: Any, train: list[Any], val: list[Any]) -> None:
     model.train()
 
 
-def w2_child(name: str, steps: int, val_batches: int) -> dict[str, Any]:
+def w2_child(name: str, steps: int, val_batches: int, pairs: int) -> dict[str, Any]:
+    """``pairs`` times: the raw loop, then the framework's fit, in this one process (see bench/overhead.py: between
+    processes the same loop runs up to 5% faster or slower)."""
     import torch
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     train, val = mnist_batches(steps, seed=0), mnist_batches(val_batches, seed=1)
     framework = name.split("-")[1]
+    Trainer, _ = framework_api(framework)
+    result: dict[str, Any] = {"name": name, "raw_seconds": [], "raw_cpu_seconds": [], "seconds": [], "cpu_seconds": []}
     with tempfile.TemporaryDirectory() as root:
-        model = mnist_model("tribus" if framework == "raw" else framework)
-        if framework == "raw":
-            def run(t: list[Any], v: list[Any]) -> None:
-                raw_mnist_fit(model, t, v)
-        else:
-            Trainer, _ = framework_api(framework)
+        raw_model, model = mnist_model("tribus"), mnist_model(framework)
 
-            def run(t: list[Any], v: list[Any]) -> None:
-                Trainer(max_epochs=1, default_root_dir=root).fit(
-                    model, train_dataloaders=Batches(t), val_dataloaders=Batches(v))
+        def raw(t: list[Any], v: list[Any]) -> None:
+            raw_mnist_fit(raw_model, t, v)
+
+        def fit(t: list[Any], v: list[Any]) -> None:
+            Trainer(max_epochs=1, default_root_dir=root).fit(
+                model, train_dataloaders=Batches(t), val_dataloaders=Batches(v))
+
         with console_to(os.path.join(root, "console.log")):
-            run(train[:50], val[:5])  # warm-up, not timed
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run(train, val)
-            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"name": name, "seconds": seconds, "cpu_seconds": cpu_seconds}
+            raw(train[:50], val[:5])  # warm-up, not timed
+            fit(train[:50], val[:5])
+            for _ in range(pairs):
+                for prefix, run in (("raw_", raw), ("", fit)):
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    run(train, val)
+                    result[prefix + "seconds"].append(time.perf_counter() - start)
+                    result[prefix + "cpu_seconds"].append(time.process_time() - start_cpu)
+    return result
 
 
 def first_step_child(name: str) -> dict[str, Any]:
@@ -303,12 +313,17 @@ def text(stats: dict[str, float], digits: int = 2, unit: str = "") -> str:
     return f"{stats['median']:.{digits}f}{unit} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
 
 
+def _as_list(value: float | list[float]) -> list[float]:
+    return value if isinstance(value, list) else [value]
+
+
 def rounds_of(names: list[str], rounds: int, extra: list[str], label: str) -> list[dict[str, Any]]:
     results = []
     for index in range(rounds):
         results.append({name: spawn(["--child", name, *extra]) for name in names})
         print(f"{label} round {index + 1}/{rounds}: "
-              + ", ".join(f"{n} {r['seconds']:.3f}s" for n, r in results[-1].items()), file=sys.stderr)
+              + ", ".join(f"{n} {statistics.median(_as_list(r['seconds'])):.3f}s" for n, r in results[-1].items()),
+              file=sys.stderr)
     return results
 
 
@@ -317,6 +332,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--w2-steps", type=int, default=1000)
     parser.add_argument("--w2-val", type=int, default=100)
+    parser.add_argument("--w2-pairs", type=int, default=2, help="raw/framework pairs timed in each W2 child")
     parser.add_argument("--import-runs", type=int, default=7)
     parser.add_argument("--ddp-steps", type=int, default=600)
     parser.add_argument("--ddp-warmup", type=int, default=60)
@@ -327,7 +343,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind = args.child.split("-")[0]
-        result = (w2_child(args.child, args.w2_steps, args.w2_val) if kind == "w2"
+        result = (w2_child(args.child, args.w2_steps, args.w2_val, args.w2_pairs) if kind == "w2"
                   else first_step_child(args.child) if kind == "first"
                   else import_child(args.child) if kind == "import"
                   else ddp_child(args.child, args.ddp_steps, args.ddp_warmup))
@@ -358,13 +374,19 @@ def main() -> None:
             report["w1"] = json.load(source)["summary"]
 
     if "w2" in parts:
-        names = ["w2-raw"] + [f"w2-{f}" for f in frameworks]
-        results = rounds_of(names, args.rounds, ["--w2-steps", str(args.w2_steps), "--w2-val", str(args.w2_val)], "W2")
-        report["w2"] = {name: {"seconds": spread([r[name]["seconds"] for r in results]),
-                               "ratio_to_raw": spread([r[name]["seconds"] / r["w2-raw"]["seconds"] for r in results]),
-                               "cpu_ratio_to_raw": spread([r[name]["cpu_seconds"] / r["w2-raw"]["cpu_seconds"]
-                                                           for r in results])}
-                        for name in names}
+        names = [f"w2-{f}" for f in frameworks]
+        results = rounds_of(names, args.rounds, ["--w2-steps", str(args.w2_steps), "--w2-val", str(args.w2_val),
+                                                 "--w2-pairs", str(args.w2_pairs)], "W2")
+        report["w2"] = {"w2-raw": {"seconds": spread([s for r in results for each in r.values()
+                                                      for s in each["raw_seconds"]])}}
+        for name in names:
+            runs = [r[name] for r in results]
+            report["w2"][name] = {
+                "seconds": spread([s for run in runs for s in run["seconds"]]),
+                "ratio_to_raw": spread([s / raw for run in runs for s, raw in zip(run["seconds"], run["raw_seconds"])]),
+                "cpu_ratio_to_raw": spread([s / raw for run in runs
+                                            for s, raw in zip(run["cpu_seconds"], run["raw_cpu_seconds"])]),
+            }
         report["w2"]["budget"] = W2_BUDGET
 
     if "import" in parts:
@@ -410,9 +432,11 @@ def print_summary(report: dict[str, Any]) -> None:
     print("\nsummary (median (min–max) over rounds)")
     if "w2" in report:
         for name, value in report["w2"].items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and "ratio_to_raw" in value:
                 print(f"  W2 {name:<14} {text(value['seconds'], 3, ' s')}   ×raw {text(value['ratio_to_raw'])}"
                       f"   CPU ×raw {value['cpu_ratio_to_raw']['median']:.2f}")
+            elif isinstance(value, dict):
+                print(f"  W2 {name:<14} {text(value['seconds'], 3, ' s')}")
     for key, label in (("import", "import"), ("first_step", "first step")):
         for name, value in report.get(key, {}).items():
             if isinstance(value, dict):
