@@ -4,7 +4,8 @@ Each program in ``programs/`` is written for Lightning 2.6.6. The test ports it 
 runs it under tribus in a fresh interpreter, and compares the weights, ``callback_metrics`` and extras it saved with
 what the same program produced under Lightning: live, when a Python with Lightning 2.6.6 is at hand (``make
 bench``'s ``.venv-bench``, or ``TRIBUS_LIGHTNING_PYTHON``), and always with the stored run in ``fixtures/``
-(``make_fixtures.py`` wrote them).
+(``make_fixtures.py`` wrote them). Every run uses the same CPU kernels (``make_fixtures.KERNELS``), so that a
+machine with AVX-512 compares with fixtures made on one without.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.compat.make_fixtures import KERNELS
 from tests.compat.port import port
 from tests.helpers import lightning_python
 
@@ -34,7 +36,7 @@ LIGHTNING_PYTHON = lightning_python()
 def run(python: str, program: Path, workdir: Path, python_path: list[Path]) -> dict[str, Any]:
     workdir.mkdir()
     outcome = workdir / "outcome.pt"
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(str(path) for path in python_path)}
+    environment = {**os.environ, **KERNELS, "PYTHONPATH": os.pathsep.join(str(path) for path in python_path)}
     environment.pop("TRIBUS_CALLBACKS", None)
     finished = subprocess.run([python, str(program), str(outcome)], cwd=workdir, env=environment,
                               capture_output=True, text=True, timeout=RUN_TIMEOUT)
