@@ -203,8 +203,8 @@ def spawn(name: str, args: argparse.Namespace, profile: bool = False) -> dict[st
 
 def _summary(per_step: list[float], overhead: list[float] | None = None, cpu_overhead: list[float] | None = None,
              budget: float | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"per_step": per_step, "us_per_step_median": statistics.median(per_step),
-                             "us_per_step_min": min(per_step), "us_per_step_max": max(per_step)}
+    entry: dict[str, Any] = {"us_per_step_median": statistics.median(per_step), "us_per_step_min": min(per_step),
+                             "us_per_step_max": max(per_step)}
     if overhead is not None and cpu_overhead is not None:
         entry.update(overhead_median=statistics.median(overhead), overhead_min=min(overhead),
                      overhead_max=max(overhead), cpu_overhead_median=statistics.median(cpu_overhead), budget=budget)
@@ -257,19 +257,19 @@ def main() -> None:
     print("progress bars ran with stdout/stderr redirected to a file (non-terminal mode)\n")
     print(f"{'contender':<19} {'µs/step, median (min–max)':<27} {'overhead µs/step, median (min–max)':<35} "
           f"{'CPU-time overhead':<18} budget")
-    summary = {"raw": _summary([value for r in rounds for each in r.values() for value in each["raw_us"]])}
-    print(f"{'raw':<19} {spread(summary['raw']['per_step']):<27} {'—':<35} {'—':<18}")
+    raw_per_step = [value for r in rounds for each in r.values() for value in each["raw_us"]]
+    summary = {"raw": _summary(raw_per_step)}
+    print(f"{'raw':<19} {spread(raw_per_step):<27} {'—':<35} {'—':<18}")
     for name in names:
         runs = [r[name] for r in rounds]
+        per_step = [us for run in runs for us in run["us"]]
         overhead = [us - raw for run in runs for us, raw in zip(run["us"], run["raw_us"])]
         cpu_overhead = [us - raw for run in runs for us, raw in zip(run["cpu_us"], run["raw_cpu_us"])]
         budget = BUDGETS.get(name)
-        summary[name] = _summary([us for run in runs for us in run["us"]], overhead, cpu_overhead, budget)
+        summary[name] = _summary(per_step, overhead, cpu_overhead, budget)
         verdict = "" if budget is None else f"≤ {budget:.0f}  " + ("ok" if statistics.median(overhead) <= budget else "OVER")
-        print(f"{name:<19} {spread(summary[name]['per_step']):<27} {spread(overhead):<35} "
+        print(f"{name:<19} {spread(per_step):<27} {spread(overhead):<35} "
               f"{statistics.median(cpu_overhead):8.1f}{'':<10} {verdict}")
-    for entry in summary.values():
-        del entry["per_step"]
     if args.json:
         config = {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "pairs": args.pairs,
                   "torch": torch.__version__,
