@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -149,7 +151,7 @@ def callback_receiver(event: Event, hook: Callable[..., Any]) -> Callable[..., A
 
 def _takes_payload_by_name(event: Event, hook: Callable[..., Any]) -> bool:
     names = ["pl_module", *event.payload]
-    parameters = list(inspect.signature(hook).parameters.values())[: len(names) + 1]
+    parameters = list(signature_of(hook).parameters.values())[: len(names) + 1]
     by_name = all(parameter.kind is parameter.POSITIONAL_OR_KEYWORD for parameter in parameters)
     return by_name and [parameter.name for parameter in parameters[1:]] == names
 
@@ -157,7 +159,7 @@ def _takes_payload_by_name(event: Event, hook: Callable[..., Any]) -> bool:
 def check_arity(event: Event, hook: Callable[..., Any], leading: int) -> bool:
     """Reject a hook that cannot take the event's arguments now, not when the event first fires. Returns whether
     it takes the whole payload: False for a batch hook without the trailing ``dataloader_idx``."""
-    signature = inspect.signature(hook)
+    signature = signature_of(hook)
     count = leading + len(event.payload)
     try:
         signature.bind(*range(count))
@@ -170,6 +172,24 @@ def check_arity(event: Event, hook: Callable[..., Any], leading: int) -> bool:
             f"{getattr(hook, '__qualname__', hook)} cannot receive {event.name}({', '.join(expected)}): "
             f"{mismatch}. Give it that signature."
         ) from None
+
+
+# Every run checks every hook of every callback; a hook's signature is worked out once per function (and once
+# more for its bound form), not once per run.
+_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = weakref.WeakKeyDictionary()
+_BOUND_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], inspect.Signature] = weakref.WeakKeyDictionary()
+
+
+def signature_of(hook: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(hook)``, cached for plain functions and methods bound to any instance."""
+    function = getattr(hook, "__func__", hook)
+    if not isinstance(function, types.FunctionType):  # a mock, a partial, a callable object: as it is now
+        return inspect.signature(hook)
+    cache = _SIGNATURES if function is hook else _BOUND_SIGNATURES
+    signature = cache.get(function)
+    if signature is None:
+        signature = cache[function] = inspect.signature(hook)
+    return signature
 
 
 def _binds(signature: inspect.Signature, count: int) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import random
 import re
@@ -213,6 +214,7 @@ def restore_rng_states(states: dict[str, Any], loader: Any = None) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+@functools.cache  # reading the installed metadata costs about a millisecond
 def _tribus_version() -> str:
     try:
         return importlib.metadata.version("tribus")

@@ -172,7 +172,7 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 
-        if eventful or progress.should_stop or trainer.received_signal:
+        if eventful or (is_last and validates) or progress.should_stop or trainer.received_signal:
             if end_of_batch(trainer, batch_idx, is_last, window_end, started, validates, checkpointers):
                 return is_last
             continue
