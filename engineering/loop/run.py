@@ -97,9 +97,14 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         if interrupted:
             raise SystemExit(1) from None  # after teardown (below), as Lightning: status 1, no traceback
         explained = trainer.strategy.explain_failure(error)
-        if explained is not error:
-            raise explained from error
-        raise
+        try:
+            if explained is not error:
+                raise explained from error
+            raise
+        finally:
+            # A local holding the exception ties it to its own traceback, and the traceback to every frame of the
+            # loop: the batches, loader workers and tensors in them would live on until the garbage collector ran.
+            del explained
     finally:
         _tear_down(trainer, fn, model, datamodule, previous_settings)
 
@@ -250,6 +255,8 @@ def _tear_down(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, previou
             trainer.profiler.describe()
             trainer.profiler.teardown(fn.value)
             trainer.strategy.teardown()
+            if trainer.loaders.train_streams is not None:  # several training loaders: their workers stop here
+                trainer.loaders.train_streams.stop_workers()
             _finalize_loggers(trainer, finished)
     finally:
         if not finished:
