@@ -16,9 +16,11 @@ Contenders, each in a fresh subprocess per round, rounds interleaved:
     lightning-bare / lightning-defaults   the same with Lightning, only where ``import lightning`` works
 
 Each child runs ``--warmup`` steps of the raw loop and of its contender first (not timed), then ``--pairs``
-times: the raw loop, then a ``fit`` of the contender with a new Trainer (its construction not timed; fixed costs
-inside fit, like the model summary and the end-of-epoch checkpoint, are spread over the steps). The overhead
-is the contender minus the raw run just before it, in the same process: between processes the same raw loop
+times: the raw loop and a ``fit`` of the contender with a new Trainer (its construction not timed; fixed costs
+inside fit, like the model summary and the end-of-epoch checkpoint, are spread over the steps), the raw loop
+first in odd pairs and second in even ones, so that what the first or the second run of a pair gains (caches,
+the allocator's state) cancels out. The overhead is the contender minus the raw run of its pair, in the same
+process: between processes the same raw loop
 runs up to 5% faster or slower (where its memory lands), which is more than the overheads measured here.
 While it trains, the child's stdout and stderr go to a file, so progress bars run in their non-terminal mode
 whatever the terminal is. Reported: median µs/step (min–max over all runs), and the overhead, median (min–max)
@@ -153,7 +155,8 @@ def run_child(name: str, steps: int, warmup: int, pairs: int, profile: bool) -> 
             raw_runs[0](batches[:warmup])
             runs[0](batches[:warmup])
             for index in range(1, pairs + 1):
-                for prefix, run in (("raw_", raw_runs[index]), ("", runs[index])):
+                pair = (("raw_", raw_runs[index]), ("", runs[index]))
+                for prefix, run in (pair if index % 2 else pair[::-1]):  # who goes first alternates
                     profiling = profiler is not None and prefix == "" and index == pairs
                     if profiling:
                         profiler.enable()

@@ -135,8 +135,8 @@ def raw_mnist_fit(model: Any, train: list[Any], val: list[Any]) -> None:
 
 
 def w2_child(name: str, steps: int, val_batches: int, pairs: int) -> dict[str, Any]:
-    """``pairs`` times: the raw loop, then the framework's fit, in this one process (see bench/overhead.py: between
-    processes the same loop runs up to 5% faster or slower)."""
+    """``pairs`` times the raw loop and the framework's fit, the raw loop first in every other pair, in this one
+    process (see bench/overhead.py: between processes the same loop runs up to 5% faster or slower)."""
     import torch
 
     torch.set_num_threads(1)
@@ -158,8 +158,9 @@ def w2_child(name: str, steps: int, val_batches: int, pairs: int) -> dict[str, A
         with console_to(os.path.join(root, "console.log")):
             raw(train[:50], val[:5])  # warm-up, not timed
             fit(train[:50], val[:5])
-            for _ in range(pairs):
-                for prefix, run in (("raw_", raw), ("", fit)):
+            for index in range(pairs):
+                pair = (("raw_", raw), ("", fit))
+                for prefix, run in (pair if index % 2 == 0 else pair[::-1]):  # who goes first alternates
                     start, start_cpu = time.perf_counter(), time.process_time()
                     run(train, val)
                     result[prefix + "seconds"].append(time.perf_counter() - start)
@@ -332,7 +333,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--w2-steps", type=int, default=1000)
     parser.add_argument("--w2-val", type=int, default=100)
-    parser.add_argument("--w2-pairs", type=int, default=2, help="raw/framework pairs timed in each W2 child")
+    parser.add_argument("--w2-pairs", type=int, default=3, help="raw/framework pairs timed in each W2 child")
     parser.add_argument("--import-runs", type=int, default=7)
     parser.add_argument("--ddp-steps", type=int, default=600)
     parser.add_argument("--ddp-warmup", type=int, default=60)

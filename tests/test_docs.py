@@ -82,6 +82,9 @@ def block_runs(request, tmp_path_factory):
         yield runs
 
 
+# Every pytest-xdist worker collects every test, so each would start every block: the group keeps the examples on
+# one worker (`make test` runs with --dist loadgroup), which runs each block once.
+@pytest.mark.xdist_group("runnable_examples")
 @pytest.mark.parametrize(("page", "line"), [(page, line) for page, line, _ in BLOCKS],
                          ids=[f"{page}:{line}" for page, line, _ in BLOCKS])
 def test_a_runnable_example_runs(block_runs, page, line):

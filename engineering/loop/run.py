@@ -89,12 +89,7 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
         trainer.state.status = TrainerStatus.FINISHED
         return result
     except BaseException as error:
-        trainer.state.status = TrainerStatus.INTERRUPTED
-        interrupted = isinstance(error, KeyboardInterrupt)
-        if interrupted and trainer.is_global_zero:  # Lightning's line, instead of a traceback through the loops
-            print("\nDetected KeyboardInterrupt, attempting graceful shutdown ...", flush=True)
-        trainer.emit(events.on_exception, exception=error)
-        if interrupted:
+        if _announce_failure(trainer, error):  # Ctrl-C
             raise SystemExit(1) from None  # after teardown (below), as Lightning: status 1, no traceback
         explained = trainer.strategy.explain_failure(error)
         try:
@@ -107,6 +102,16 @@ def run(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any
             del explained
     finally:
         _tear_down(trainer, fn, model, datamodule, previous_settings)
+
+
+def _announce_failure(trainer: Any, error: BaseException) -> bool:
+    """The run failed: its status, Lightning's line for Ctrl-C, ``on_exception``. Returns whether it was Ctrl-C."""
+    trainer.state.status = TrainerStatus.INTERRUPTED
+    interrupted = isinstance(error, KeyboardInterrupt)
+    if interrupted and trainer.is_global_zero:  # Lightning's line, instead of a traceback through the loops
+        print("\nDetected KeyboardInterrupt, attempting graceful shutdown ...", flush=True)
+    trainer.emit(events.on_exception, exception=error)
+    return interrupted
 
 
 def _start_fit_progress(trainer: Any, model: Any, checkpoint_path: Path | None) -> None:
