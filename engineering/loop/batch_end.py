@@ -18,16 +18,9 @@ def batch_end_may_act(trainer: Any, validates: bool) -> bool:
     """Whether, this epoch, a batch's end before the last can do more than count the step and write requested
     checkpoints, unless a stop request or a signal arrives: validation within the epoch, a step or time limit,
     plateau schedulers, several ranks' vote. (The last batch's end is eventful whenever the epoch validates.)"""
-    return ((validates and validates_within_epoch(trainer)) or trainer.max_steps != -1
+    return ((validates and schedule.validates_within_epoch(trainer)) or trainer.max_steps != -1
             or trainer.max_time is not None or trainer.strategy.world_size > 1
             or bool(trainer.lightning_module.automatic_optimization and trainer.lr_scheduler_configs))
-
-
-def validates_within_epoch(trainer: Any) -> bool:
-    """Whether validation can fall due before an epoch's last batch: not when it counts batches per epoch (the
-    default ``check_val_every_n_epoch``) and its interval spans the whole epoch (``val_check_interval=1.0``)."""
-    interval = trainer.val_check_batch
-    return interval is None or trainer.check_val_every_n_epoch is None or interval < trainer.num_training_batches
 
 
 def end_of_batch(trainer: Any, batch_idx: int, is_last: bool, window_end: bool, started: float, validates: bool,

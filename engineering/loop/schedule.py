@@ -92,6 +92,13 @@ def validates_this_epoch(trainer: Any) -> bool:
     return every is None or (trainer.progress.epoch + 1) % every == 0
 
 
+def validates_within_epoch(trainer: Any) -> bool:
+    """Whether validation can fall due before an epoch's last batch: not when it counts batches per epoch (the
+    default ``check_val_every_n_epoch``) and its interval spans the whole epoch (``val_check_interval=1.0``)."""
+    interval = trainer.val_check_batch
+    return interval is None or trainer.check_val_every_n_epoch is None or interval < trainer.num_training_batches
+
+
 def validation_due(trainer: Any, batch_idx: int, is_last: bool, stopping: bool, started: float) -> bool:
     """In an epoch that validates: whether validation runs after this batch. A duration ``val_check_interval``
     counts from the later of training's start (``started``) and the end of the last validation, across epochs;
