@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from auxiliary.logger_metrics import logging_due, require_logger, send_to_loggers
-from engineering import Callback
+from engineering import Callback, ignores
 
 
 class DeviceStatsMonitor(Callback):
@@ -47,6 +47,7 @@ class DeviceStatsMonitor(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self._log(trainer, "on_train_batch_start")
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._log(trainer, "on_train_batch_end")
 

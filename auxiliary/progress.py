@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-from engineering import ProgressBar
+from engineering import ProgressBar, ignores
 
 
 class _TqdmReference:
@@ -103,6 +103,7 @@ class TQDMProgressBar(ProgressBar):
         self._train_bar = self._open_bar(description, trainer.num_training_batches, trainer, nested=False,
                                          leave=True, last_line=True)
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._train_bar is not None and time.monotonic() >= self._train_bar.due_at:  # else nothing is due yet
             self._advance(self._train_bar, batch_idx + 1, lambda: self.get_metrics(trainer, pl_module))
@@ -208,8 +209,7 @@ class TQDMProgressBar(ProgressBar):
         # The width is set by the bar's layout, not tqdm's dynamic_ncols, which cannot see COLUMNS.
         return tqdm(file=self.stream, smoothing=0, **self._placement)
 
-    def _advance(self, bar: _TerminalBar | _LineBar | None, done: int,
-                 read_metrics: Callable[[], dict[str, Any]]) -> None:
+    def _advance(self, bar: _TerminalBar | _LineBar | None, done: int, read_metrics: Callable[[], dict]) -> None:
         if bar is None or (done % self.refresh_rate and done != bar.total) or time.monotonic() < bar.due_at:
             return
         bar.advance(done, read_metrics)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from auxiliary.logger_metrics import logging_due
-from engineering import Callback, MisconfigurationError, events
+from engineering import Callback, MisconfigurationError, events, ignores
 
 
 class Throughput:
@@ -136,6 +136,7 @@ class ThroughputMonitor(Callback):
         if trainer.is_global_zero:
             self._start("train")
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not trainer.is_global_zero:
             return

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from engineering import Callback, MisconfigurationError
+from engineering import Callback, MisconfigurationError, ignores
 
 # Lightning's RunningStage values, the keys of ``start_time``/``time_elapsed`` and of the saved state.
 STAGES = ("train", "sanity_check", "validate", "test", "predict")
@@ -96,6 +96,7 @@ class Timer(Callback):
         if self._duration is not None:
             self._check_time_remaining(trainer)
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._interval == "step" and self._duration is not None:
             self._check_time_remaining(trainer)

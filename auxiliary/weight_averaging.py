@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
 
-from engineering import Callback, MisconfigurationError
+from engineering import Callback, MisconfigurationError, ignores
 
 
 class WeightAveraging(Callback):
@@ -48,6 +48,7 @@ class WeightAveraging(Callback):
         device = self._device if self._device is not None else trainer.strategy.root_device
         self._average_model = AveragedModel(pl_module, device=device, use_buffers=self._use_buffers, **self._kwargs)
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Several batches make one step when gradients accumulate: update once per optimizer step.
         if trainer.global_step > self._latest_update_step and self.should_update(step_idx=trainer.global_step - 1):

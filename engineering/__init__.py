@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from engineering.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from engineering.bus.callback import Callback
+from engineering.bus.event import ignores
 from engineering.checkpointing.checkpoint import Preempted
 from engineering.checkpointing.model_checkpoint import ModelCheckpoint
 from engineering.checkpointing.on_exception import OnExceptionCheckpoint
@@ -74,5 +75,6 @@ __all__ = [
     "XLAAccelerator",
     "XLAStrategy",
     "cli_lightning_logo",
+    "ignores",
     "seed_everything",
 ]

@@ -43,6 +43,7 @@ class HookRunner:
             self._module_hooks[event] = profiler.timed(f"[LightningModule]{event.name}", called_as_lightning_calls(
                 event, hook, self._reads_several_dataloaders, callback=False))
         self._monitors: list[Callable[..., Any]] = []
+        self._reads: dict[tuple[Event, str], tuple[int, bool]] = {}
         self._connections: list[tuple[Event, Callable[..., Any]]] = []
         for callback in trainer.callbacks:
             for event, receiver, is_monitor in self._callback_receivers(callback):
@@ -79,6 +80,15 @@ class HookRunner:
     def heard(self, event: Event) -> bool:
         """Whether anyone hears ``event``: an event nobody hears costs its caller not even a call."""
         return bool(event.receivers) or event in self._module_hooks
+
+    def reads(self, event: Event, name: str) -> bool:
+        """Whether a hook of ``event`` may read its payload entry ``name``; the caller builds the entry only then.
+        A callback hook marked with ``ignores(name)`` does not read it; the module's own hook always may."""
+        known = self._reads.get((event, name))  # asked once a batch: the answer stands until a receiver comes or goes
+        if known is None or known[0] != event.changes:
+            reads = event in self._module_hooks or name not in event.unread_by_receivers_of(self._trainer)
+            known = self._reads[event, name] = (event.changes, reads)
+        return known[1]
 
     def __call__(self, event: Event, **payload: Any) -> Any:
         """Run ``event``'s hooks in Lightning's order; return what the module's hook returned (None without one)."""

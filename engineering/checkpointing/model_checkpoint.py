@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from engineering.bus.callback import Callback
+from engineering.bus.event import ignores
 from engineering.checkpointing.model_checkpoint_rules import TEMPLATE_FIELD, check_arguments, remove_orphans
 from engineering.checkpointing.writer import CheckpointWriter
 from engineering.errors import MisconfigurationError
@@ -122,6 +123,7 @@ class ModelCheckpoint(Callback):
         saves_within_epochs = self._every_n_train_steps >= 1 or self._train_time_interval is not None
         return hook != "on_train_batch_end" or saves_within_epochs
 
+    @ignores("outputs")
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Only right after an optimizer step: between accumulated batches the gradients are not in a checkpoint.
         stepped, self._global_step_seen = trainer.global_step != self._global_step_seen, trainer.global_step

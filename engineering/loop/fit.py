@@ -165,10 +165,12 @@ def run_training_epoch(trainer: Any, started: float, rng_states: dict[str, Any] 
             outputs, window_end = run_step(batch, batch_idx, is_last)
         progress.batch_idx = batch_idx + 1
         progress.total_batch_idx += 1
-        if batch_end_heard:  # only then are the outputs detached and copied for it; a lone loss without a call
-            outputs = ({"loss": outputs.detach()} if type(outputs) is torch.Tensor and automatic and accumulate == 1
-                       else batch_end_outputs(outputs, automatic, accumulate))
-            hooks(events.on_train_batch_end, outputs=outputs, batch=batch, batch_idx=batch_idx)
+        if batch_end_heard:  # only then, and for a hook that reads them, are the outputs detached and copied
+            end_outputs = None
+            if hooks.reads(events.on_train_batch_end, "outputs"):  # a lone loss without a call
+                end_outputs = ({"loss": outputs.detach()} if type(outputs) is torch.Tensor and automatic
+                               and accumulate == 1 else batch_end_outputs(outputs, automatic, accumulate))
+            hooks(events.on_train_batch_end, outputs=end_outputs, batch=batch, batch_idx=batch_idx)
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Callback, ModelCheckpoint, Trainer, events
+from engineering.bus.event import ignores
 from research import LightningModule
 from tests.helpers import TinyModule, tiny_loader
 
@@ -256,6 +257,81 @@ def test_on_train_batch_end_outputs_are_lightnings_loss_dict(tmp_path):
         assert isinstance(outputs, dict) and set(outputs) == {"loss"}
         assert torch.equal(outputs["loss"], loss.detach())
         assert not outputs["loss"].requires_grad
+
+
+class IgnoresOutputs(Callback):
+    def __init__(self) -> None:
+        self.outputs_seen: list[object] = []
+
+    @ignores("outputs")
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.outputs_seen.append(outputs)
+
+
+class ReadsOutputs(IgnoresOutputs):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # an override reads them again
+        self.outputs_seen.append(outputs)
+
+
+def test_outputs_are_built_only_when_a_hook_of_on_train_batch_end_may_read_them(tmp_path, monkeypatch):
+    """The detached loss dict costs a tensor per batch: with only hooks marked ``ignores("outputs")`` (the
+    progress bar's, ModelCheckpoint's, ...) it is not built and they get None; any other hook gets it, and
+    with it every hook."""
+    detaches = []
+    real_detach = torch.Tensor.detach
+    monkeypatch.setattr(torch.Tensor, "detach", lambda self: detaches.append(1) or real_detach(self))
+
+    alone = IgnoresOutputs()
+    trainer(tmp_path, [alone]).fit(Tiny(), loader())
+    assert alone.outputs_seen == [None, None]
+    assert not detaches  # the module logs nothing: a detach would be the outputs'
+
+    marked, reading = IgnoresOutputs(), ReadsOutputs()
+    trainer(tmp_path, [marked, reading]).fit(Tiny(), loader())
+    for seen in (marked.outputs_seen, reading.outputs_seen):
+        assert [set(outputs) for outputs in seen] == [{"loss"}, {"loss"}]
+
+    class HookedModule(Tiny):
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            self.last_outputs = outputs
+
+    model, marked = HookedModule(), IgnoresOutputs()
+    trainer(tmp_path, [marked]).fit(model, loader())
+    assert set(model.last_outputs) == {"loss"} and marked.outputs_seen[-1] is model.last_outputs
+
+
+def test_a_receiver_connected_during_the_epoch_gets_the_outputs_from_its_first_batch(tmp_path):
+    received: list[object] = []
+
+    def receiver(sender, **payload):
+        received.append(payload["outputs"])
+
+    class ConnectsAfterTheFirstBatch(IgnoresOutputs):
+        @ignores("outputs")
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if batch_idx == 0:
+                events.on_train_batch_end.connect(receiver, sender=trainer)
+
+    alone = ConnectsAfterTheFirstBatch()
+    try:
+        trainer(tmp_path, [alone], batches=3).fit(Tiny(), loader(3))
+    finally:
+        events.on_train_batch_end.disconnect(receiver)
+    assert alone.outputs_seen[0] is None
+    assert [set(outputs) for outputs in alone.outputs_seen[1:]] == [{"loss"}, {"loss"}]
+    assert [set(outputs) for outputs in received] == [{"loss"}, {"loss"}]
+
+
+def test_a_mock_connected_to_the_bus_counts_as_reading_the_whole_payload():
+    from unittest import mock
+
+    receiver = mock.Mock()
+    events.on_train_batch_end.connect(receiver)
+    try:
+        assert events.on_train_batch_end.unread_by_receivers_of(None) == frozenset()
+    finally:
+        events.on_train_batch_end.disconnect(receiver)
 
 
 def test_an_event_can_be_sent_from_a_sender_that_cannot_be_weakly_referenced():
