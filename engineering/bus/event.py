@@ -78,6 +78,14 @@ class Event(NamedSignal):
             responses.append((receiver, receiver(sender, **payload)))
         return responses
 
+    def notify(self, sender: Any, payload: dict[str, Any]) -> None:
+        """``send(sender, **payload)`` without collecting what the receivers return, for the hook runner: the
+        payload arrives as one dict, not copied once more into keyword arguments of this call."""
+        if self.is_muted:
+            return
+        for receiver in self._route_of(sender)[1]:
+            receiver(sender, **payload)
+
     def receivers_of(self, sender: Any) -> tuple[Callable[..., Any], ...]:
         """The receivers that a send from ``sender`` calls, in order."""
         return self._route_of(sender)[1]

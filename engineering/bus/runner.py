@@ -98,7 +98,7 @@ class HookRunner:
         outer, results.hook = results.hook, event.name
         try:
             if event.receivers:
-                event.send(trainer, pl_module=self._module, **payload)
+                event.notify(trainer, {"pl_module": self._module, **payload})
             module_hook = self._module_hooks.get(event)
             answer = module_hook(*payload.values()) if module_hook is not None else None
             if event is events.on_train_epoch_end:
