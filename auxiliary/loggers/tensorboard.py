@@ -59,16 +59,20 @@ class TensorBoardLogger(VersionedDirectoryLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Write each metric as a scalar at ``step``.
+        """Write each metric as a scalar at ``step``, all of them in one event: one record of the event file
+        (and one checksum, which tensorboard computes in Python) per call, not one per metric.
 
         Args:
             metrics: Metric names (the scalar's tag) and values, already floats.
             step: The x-axis value (the Trainer passes ``global_step``).
         """
         def write() -> None:
-            writer = self.experiment
-            for name, value in metrics.items():
-                writer.add_scalar(name, value, step)
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from torch.utils.tensorboard.summary import scalar
+
+            values = [value for name, number in metrics.items() for value in scalar(name, number).value]
+            if values:
+                self.experiment.file_writer.add_summary(Summary(value=values), step)
 
         self.write_or_stop(write, self._event_file)
 

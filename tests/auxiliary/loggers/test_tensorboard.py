@@ -7,6 +7,7 @@ import torch
 import yaml
 from google.protobuf import json_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from auxiliary import TensorBoardLogger
@@ -41,6 +42,20 @@ def test_event_files_hold_the_logged_scalars_at_their_steps(tmp_path):
     assert [event.step for event in val_loss] == [3, 7]
     assert val_loss[-1].value == pytest.approx(trainer.callback_metrics["val_loss"].item())
     assert [event.value for event in accumulator.Scalars("epoch")][-1] == 1
+
+
+def test_one_call_of_log_metrics_is_one_event_of_the_file_with_all_its_scalars(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name=None, version=0, default_hp_metric=False)
+    logger.log_metrics({"loss": 0.5, "accuracy": 0.25, "epoch": 1.0}, step=7)
+    logger.log_metrics({"loss": 0.125}, step=8)
+    logger.finalize("success")
+    (event_file,) = (tmp_path / "version_0").glob("events.out.tfevents.*")
+    summaries = [(event.step, [(value.tag, value.simple_value) for value in event.summary.value])
+                 for event in LegacyEventFileLoader(str(event_file)).Load() if event.HasField("summary")]
+    assert summaries == [(7, [("loss", 0.5), ("accuracy", 0.25), ("epoch", 1.0)]), (8, [("loss", 0.125)])]
+    accumulator = read(logger.log_dir)
+    assert [(event.step, event.value) for event in accumulator.Scalars("loss")] == [(7, 0.5), (8, 0.125)]
+    assert [(event.step, event.value) for event in accumulator.Scalars("accuracy")] == [(7, 0.25)]
 
 
 def test_hyperparameters_go_to_hparams_yaml_and_the_hparams_plugin_with_a_default_hp_metric(tmp_path):
