@@ -58,11 +58,9 @@ def run_training_epoch_with_iterator(trainer: Any, started: float) -> bool:
         progress.batch_idx = step_idx + 1
         progress.total_batch_idx += 1
         trainer.results.batch = iterator.batch
-        if not hooks.reads(events.on_train_batch_end, "outputs"):
-            outputs = None
-        elif outputs is not None:
-            outputs = batch_end_outputs(outputs, automatic, accumulate)
-        hooks(events.on_train_batch_end, outputs=outputs, batch=iterator.batch, batch_idx=iterator.batch_idx)
+        end_outputs = (batch_end_outputs(outputs, automatic, accumulate)
+                       if hooks.reads(events.on_train_batch_end, "outputs") else None)
+        hooks(events.on_train_batch_end, outputs=end_outputs, batch=iterator.batch, batch_idx=iterator.batch_idx)
         if (progress.batches_that_stepped + 1) % log_every == 0 or progress.should_stop:
             flush_logged_metrics(trainer, "step")
         is_last = iterator.done or last_step

@@ -176,3 +176,22 @@ def test_predictions_go_to_the_loader_of_the_last_batch_read(tmp_path):
     ]
     single = trainer.predict(ValidatesItself(1, []), DataLoader(torch.arange(3.0), batch_size=1))
     assert [batch.tolist() for batch in single] == [[0.0], [2.0], [4.0]]
+
+
+def test_on_train_batch_end_gets_the_outputs_dict_of_a_step_that_reads_its_batches(tmp_path):
+    """As with plain batches: Lightning's ``{"loss": detached loss}``, and ``{}`` for a step that returned None."""
+    seen: list = []
+
+    class Skips(ReadsItself):
+        def training_step(self, dataloader_iter):
+            loss = super().training_step(dataloader_iter)
+            return None if len(seen) % 2 else loss
+
+    class Keeps(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(outputs)
+
+    trainer = Trainer(max_epochs=1, limit_train_batches=4, callbacks=[Keeps()], default_root_dir=tmp_path, **QUIET)
+    trainer.fit(Skips(1, []), DataLoader(torch.arange(5.0), batch_size=1))
+    assert [set(outputs) for outputs in seen] == [{"loss"}, set(), {"loss"}, set()]
+    assert not seen[0]["loss"].requires_grad
