@@ -38,13 +38,14 @@ class PendingMetrics(Mapping[str, float]):
     """Logged tensors on their way to the host as floats, in the order given, then ``extra`` where not logged.
 
     Values on a CUDA device are copied with one non-blocking transfer per device, started here; whoever reads
-    a value first waits for it. Values on the CPU, or on another device, are converted at once. Float64 values
-    stay exact; the rest are read as float32, as one tensor per device.
+    a value first waits for it. Values on the CPU are read at once, one by one; on another device, as one tensor
+    per device, at once. Float64 values stay exact; the rest are read as float32.
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor], extra: dict[str, float]) -> None:
         self._extra = extra
         self._values: dict[str, float] | None = None
+        self._read: dict[str, float] = {}  # the values on the CPU, read at once
         self._transfers: list[tuple[list[str], torch.Tensor, Any]] = []  # (keys, host tensor, ready event)
         by_device: dict[torch.device, list[str]] = {}
         for key, tensor in tensors.items():
@@ -52,6 +53,9 @@ class PendingMetrics(Mapping[str, float]):
         for device, keys in by_device.items():
             values = [tensors[key] for key in keys]
             dtype = torch.float64 if any(value.dtype is torch.float64 for value in values) else torch.float32
+            if device.type == "cpu":  # nothing to copy: a read per value costs less than stacking them first
+                self._read.update(zip(keys, [_read_as(value, dtype) for value in values]))
+                continue
             stacked = torch.stack([value.detach().reshape(()).to(dtype) for value in values])
             ready = None
             if device.type == "cuda":
@@ -65,7 +69,7 @@ class PendingMetrics(Mapping[str, float]):
 
     def _resolve(self) -> dict[str, float]:
         if self._values is None:
-            floats: dict[str, float] = {}
+            floats = self._read
             for keys, host, ready in self._transfers:
                 while ready is not None and not ready.query():  # a poll, not a device synchronisation
                     time.sleep(_POLL_SECONDS)
@@ -87,6 +91,12 @@ class PendingMetrics(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return f"PendingMetrics({self._resolve()!r})"
+
+
+def _read_as(value: torch.Tensor, dtype: torch.dtype) -> float:
+    """A CPU value as a float, as if converted to ``dtype`` first: a float32 or float64 value is read as it is,
+    which gives the same float."""
+    return value.item() if value.dtype in (torch.float32, torch.float64) else value.detach().to(dtype).item()
 
 
 def _plain(argument: Any) -> Any:

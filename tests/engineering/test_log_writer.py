@@ -157,6 +157,22 @@ def test_only_background_receivers_get_values_still_on_their_way_to_the_host():
     assert dict(pending) == {"epoch": 7.0, "loss": 0.5}  # a logged "epoch" wins over the one added
 
 
+@pytest.mark.parametrize("with_float64", [False, True])
+def test_values_of_every_dtype_read_as_float32_unless_a_float64_is_beside_them(with_float64):
+    values = {"bf16": torch.tensor(1 / 3, dtype=torch.bfloat16), "f16": torch.tensor(1 / 3, dtype=torch.float16),
+              "f32": torch.tensor(1 / 3), "big_int": torch.tensor(2**31 + 1), "flag": torch.tensor(True),
+              "one_element": torch.tensor([0.1])}
+    if with_float64:
+        values["f64"] = torch.tensor(1 / 3, dtype=torch.float64)
+    dtype = torch.float64 if with_float64 else torch.float32
+
+    read = dict(log_writer.PendingMetrics(values, {}))
+
+    assert read == {key: value.reshape(()).to(dtype).item() for key, value in values.items()}
+    assert read["big_int"] == (2**31 + 1 if with_float64 else 2**31)  # float32 rounds it, as before
+    assert all(type(value) is float for value in read.values())
+
+
 def test_a_logger_called_on_the_training_thread_gets_a_plain_dict():
     class DictLogger(StalledLogger):
         writes_in_background = False
