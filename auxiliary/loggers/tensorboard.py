@@ -68,9 +68,9 @@ class TensorBoardLogger(VersionedDirectoryLogger):
         """
         def write() -> None:
             from tensorboard.compat.proto.summary_pb2 import Summary
-            from torch.utils.tensorboard.summary import scalar
 
-            values = [value for name, number in metrics.items() for value in scalar(name, number).value]
+            # The record torch's ``summary.scalar`` builds for a number, without its round trip through numpy.
+            values = [Summary.Value(tag=name, simple_value=float(number)) for name, number in metrics.items()]
             if values:
                 self.experiment.file_writer.add_summary(Summary(value=values), step)
 
