@@ -29,6 +29,10 @@ import torch
 
 CAPACITY = 1024  # calls; one per log_every_n_steps steps, so a stalled disk may lag far behind before it costs
 
+# Device types whose values are read where they are, one by one: a read is no device synchronisation there, and
+# costs less than stacking the values into one tensor first (0.3 against 7 µs for one value).
+READ_ONE_BY_ONE = ("cpu",)
+
 _STOP = object()
 ROUND_SECONDS = 0.1  # the writer delivers what is queued this often, or at once when drained or full
 _POLL_SECONDS = 0.0002  # while a transfer to the host is still running; the sleep lets the training thread run
@@ -53,7 +57,7 @@ class PendingMetrics(Mapping[str, float]):
         for device, keys in by_device.items():
             values = [tensors[key] for key in keys]
             dtype = torch.float64 if any(value.dtype is torch.float64 for value in values) else torch.float32
-            if device.type == "cpu":  # nothing to copy: a read per value costs less than stacking them first
+            if device.type in READ_ONE_BY_ONE:
                 self._read.update(zip(keys, [_read_as(value, dtype) for value in values]))
                 continue
             stacked = torch.stack([value.detach().reshape(()).to(dtype) for value in values])

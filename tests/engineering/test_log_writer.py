@@ -173,6 +173,23 @@ def test_values_of_every_dtype_read_as_float32_unless_a_float64_is_beside_them(w
     assert all(type(value) is float for value in read.values())
 
 
+def test_values_on_the_cpu_are_read_one_by_one_and_elsewhere_in_one_transfer_per_device(monkeypatch):
+    reads = []
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda tensor, _name=name, _original=original: (
+            reads.append((_name, tensor.dim())), _original(tensor))[1])
+    values = {"a": torch.tensor(0.25), "b": torch.tensor(0.5), "c": torch.tensor(0.75)}
+
+    assert dict(log_writer.PendingMetrics(values, {})) == {"a": 0.25, "b": 0.5, "c": 0.75}
+    assert reads == [("item", 0)] * 3  # no stacking first: a read on the CPU waits for no device
+
+    reads.clear()
+    monkeypatch.setattr(log_writer, "READ_ONE_BY_ONE", ())  # as the values of an accelerator are read
+    assert dict(log_writer.PendingMetrics(values, {})) == {"a": 0.25, "b": 0.5, "c": 0.75}
+    assert reads == [("tolist", 1)]  # one transfer for the three
+
+
 def test_a_logger_called_on_the_training_thread_gets_a_plain_dict():
     class DictLogger(StalledLogger):
         writes_in_background = False

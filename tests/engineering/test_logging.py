@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from engineering import Callback, Logger, MisconfigurationError, Trainer
+from engineering.bus import log_writer
 from tests.helpers import TinyModule, tiny_loader
 from research import LightningModule
 
@@ -352,6 +353,7 @@ def test_self_log_does_not_call_item(tmp_path, monkeypatch):
 
     module = Logs(on_train=on_train, on_val=lambda m, x: m.log("val_mean", x.mean()))
     trainer = Trainer(default_root_dir=tmp_path, max_epochs=2, num_sanity_val_steps=0, **QUIET)
+    monkeypatch.setattr(log_writer, "READ_ONE_BY_ONE", ())  # values read as on an accelerator, where .item() syncs
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     trainer.fit(module, loader(samples=40), loader())
     monkeypatch.undo()
@@ -372,6 +374,7 @@ def test_item_counter_sees_tribus_calls(tmp_path, monkeypatch):
         return original(self)
 
     trainer = fit(Logs(on_train=lambda m, x, loss: m.log("p", x.mean(), prog_bar=True)), tmp_path)
+    monkeypatch.setattr(log_writer, "READ_ONE_BY_ONE", ())
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
     assert trainer.progress_bar_metrics == {"p": BATCH_MEANS[-1]}
     monkeypatch.undo()
