@@ -70,7 +70,10 @@ class Event(NamedSignal):
         Inside blinker's ``muted()`` nothing is called, as blinker promises."""
         if self.is_muted:
             return []
-        return [(receiver, receiver(sender, **payload)) for receiver in self._route_of(sender)[1]]
+        responses = []
+        for receiver in self._route_of(sender)[1]:  # a loop, not a comprehension: one frame fewer per send
+            responses.append((receiver, receiver(sender, **payload)))
+        return responses
 
     def notify(self, sender: Any, payload: dict[str, Any]) -> None:
         """``send(sender, **payload)`` without collecting what the receivers return, for the hook runner, which
