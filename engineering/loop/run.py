@@ -288,12 +288,14 @@ def run_spawned(trainer: Any, fn: TrainerFn, model: Any, datamodule: Any, ckpt_p
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
+    store = trainer.strategy.host_store(for_spawned_ranks=True)  # open until every rank has exited
     # Plain pickle bytes: torch.multiprocessing would pass tensors in shared memory, and every process
     # would then train the same parameters.
     job = pickle.dumps((trainer, (fn, model, datamodule, ckpt_path, weights_only, sources)))
     mp.start_processes(_run_as_rank, args=(job, queue), nprocs=trainer.strategy.devices_per_node, start_method="spawn")
     # Bytes, not tensors: shared-memory tensors die with the process that sent them, which has exited.
     outcome = torch.load(io.BytesIO(queue.get()), weights_only=False)  # our own child wrote them
+    del store
     trainer.lightning_module, trainer.datamodule = model, datamodule
     model.trainer = trainer
     model.load_state_dict(outcome["state_dict"])

@@ -74,6 +74,7 @@ class DDPStrategy(ParallelStrategy):
         self.model: DistributedDataParallel | None = None
         self._children: list[subprocess.Popen] = []
         self._store: dist.TCPStore | None = None
+        self._launcher_hosts_store = False  # ddp_spawn: the process that started the ranks hosts their store
         self._heartbeat: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failing = False  # set by the training thread once it handles a collective failure
@@ -118,16 +119,22 @@ class DDPStrategy(ParallelStrategy):
             threads = max(1, (os.cpu_count() or 1) // self.devices_per_node)
             torch.set_num_threads(threads)
             os.environ["OMP_NUM_THREADS"] = str(threads)  # for the ranks this one starts, and their workers
+        store = None
         if not environment.launched_externally and environment.global_rank == 0 and self.start_method == "popen":
+            store = self.host_store()  # before the ranks start: they are told its port
             self._launch_other_ranks()
         if dist.is_initialized():
             return
-        # Under torchrun the agent already hosts the store at MASTER_PORT; every rank joins it as a client.
-        hosts_store = environment.global_rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
-        self._store = dist.TCPStore(
-            environment.main_address, environment.main_port, environment.world_size,
-            is_master=hosts_store, timeout=self.timeout, wait_for_workers=True,
-        )
+        if store is None:
+            # Under torchrun the agent already hosts the store at MASTER_PORT, and under ddp_spawn the process that
+            # started the ranks does: every rank joins it as a client. Otherwise rank 0 hosts it.
+            hosts_store = (environment.global_rank == 0 and not self._launcher_hosts_store
+                           and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True")
+            store = dist.TCPStore(
+                environment.main_address, environment.main_port, environment.world_size,
+                is_master=hosts_store, timeout=self.timeout, wait_for_workers=True,
+            )
+        self._store = store
         dist.init_process_group(
             self.backend, store=self._store, rank=environment.global_rank,
             world_size=environment.world_size, timeout=self.timeout,
@@ -135,6 +142,19 @@ class DDPStrategy(ParallelStrategy):
         self._stopping, self._failing = threading.Event(), False  # a fresh watchdog for every run
         self._heartbeat = threading.Thread(target=self._watch, name="tribus-watchdog", daemon=True)
         self._heartbeat.start()
+
+    def host_store(self, for_spawned_ranks: bool = False) -> dist.TCPStore:
+        """Host the job's store in this process, which starts the ranks: on ``MASTER_PORT`` when it is set, else on a
+        port the system picks as the store binds it (a port found free before may be taken by then, by any
+        process's connection, and the job would fail with EADDRINUSE). ``for_spawned_ranks``: under ddp_spawn every
+        rank joins this store as a client."""
+        environment = self.environment
+        port = environment.main_port if "MASTER_PORT" in os.environ else 0
+        store = dist.TCPStore(environment.main_address, port, environment.world_size, is_master=True,
+                              timeout=self.timeout, wait_for_workers=False)
+        self.environment = dataclasses.replace(environment, main_port=store.port)
+        self._launcher_hosts_store = for_spawned_ranks
+        return store
 
     def _launch_other_ranks(self) -> None:
         """Re-run the user's command once per other local rank, as torchrun would."""

@@ -28,6 +28,7 @@ import torch
 from engineering import Trainer
 from engineering.checkpointing.checkpoint import load_checkpoint
 from engineering.strategies.environment import ClusterEnvironment, detect, first_host
+from tests.helpers import TinyModule, tiny_loader
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_script.py")
@@ -337,6 +338,28 @@ def test_ddp_spawn_leaves_the_trained_weights_in_the_model_fit_was_called_with(s
 def test_ddp_spawn_leaves_rank_zeros_callback_metrics_in_the_calling_trainer(spawned):
     # Lightning's ddp_spawn sends rank 0's callback_metrics back, so code after fit reads them as usual.
     assert spawned.metrics("parent")["metrics"] == spawned.metrics(0)["metrics"]
+
+
+def test_the_store_of_a_job_tribus_starts_listens_on_a_port_bound_as_it_is_chosen(no_launcher, tmp_path):
+    # The port found free when the Trainer was built can be taken by the time the ranks start, by any process's
+    # connection: the store then binds a port the system picks, and the ranks are told that one.
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=2, default_root_dir=tmp_path,
+                      logger=False, enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+    probed = trainer.strategy.environment.main_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", probed))
+        squatter.listen()
+        trainer.fit(TinyModule(), tiny_loader(samples=16, batch_size=4))
+    assert trainer.global_step == 2
+    assert trainer.strategy.environment.main_port != probed
+
+
+def test_the_store_listens_on_master_port_when_it_is_set(no_launcher, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    strategy = Trainer(accelerator="cpu", devices=2, strategy="ddp").strategy
+    store = strategy.host_store()
+    assert store.port == strategy.environment.main_port == port
 
 
 # ---------------------------------------------------------------------------------------------
