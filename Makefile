@@ -26,7 +26,7 @@ train: $(READY)
 	$(PYTHON) examples/mnist.py --max_epochs 1
 
 test: $(READY)
-	$(PYTHON) -m pytest -m "not slow" -q -n auto --dist loadgroup  # one worker per core: 9 to 10 minutes on 2 cores
+	$(PYTHON) -m pytest -m "not slow" -q -n auto --dist loadgroup  # one worker per core: 6 to 7 minutes on 2 cores
 
 test-slow: $(READY)
 	$(PYTHON) -m pytest -m slow -q
