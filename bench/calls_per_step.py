@@ -73,5 +73,6 @@ def main() -> None:
         for value, key in ours[:args.show]:
             print(f"        {value:6.2f}  {key}")
 
+
 if __name__ == "__main__":
     main()
