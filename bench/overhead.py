@@ -1,6 +1,6 @@
 """Trainer overhead per training step, against a hand-written PyTorch loop.
 
-Run:   python bench/overhead.py [--steps 3000] [--rounds 5] [--pairs 3] [--warmup 200] [--json PATH]
+Run:   python bench/overhead.py [--steps 3000] [--rounds 5] [--pairs 3] [--warmup 200] [--json PATH] [--tribus-only]
        python bench/overhead.py --profile tribus-bare     # cProfile of one child, top functions
 
 What it measures: the wall time of one epoch of ``torch.nn.Linear(32, 2)``, batch 16, cross-entropy,
@@ -227,6 +227,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the rounds and the summary here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="NAME", help="profile one run of NAME with cProfile and exit")
+    parser.add_argument("--tribus-only", action="store_true", help="leave Lightning out even where it is installed")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_child(args.child, args.steps, args.warmup, args.pairs, profile=bool(args.profile))))
@@ -240,7 +241,7 @@ def main() -> None:
 
     names = ["tribus-bare", "tribus-defaults"]
     lightning_version = None
-    if importlib.util.find_spec("lightning") is not None:
+    if not args.tribus_only and importlib.util.find_spec("lightning") is not None:
         from importlib.metadata import version
 
         lightning_version = version("lightning")
