@@ -7,7 +7,8 @@ Each revision is checked out into a temporary git worktree (the working tree is 
 times, this checkout's bench/overhead.py (tribus contenders only) runs once per revision, in turn, with that
 worktree first on ``PYTHONPATH``: a drift of the machine's speed falls on every revision alike, which separate
 runs of overhead.py an hour apart cannot promise. Reported per revision and contender: the overhead over the raw
-loop, median (min–max) over all its pairs, and the raw loop's median µs/step in the same children.
+loop, median (min–max) over all its pairs, and the raw loop's median µs/step in the same children. Two names of
+one commit (``HEAD`` and its hash) make an A/A run: what the machine's noise alone does to the figures.
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ def main() -> None:
     commits = {revision: git("rev-parse", "--short", f"{revision}^{{commit}}") for revision in args.revisions}
     pooled = {(revision, name): ([], []) for revision in commits for name in CONTENDERS}
     with tempfile.TemporaryDirectory() as scratch:
-        worktrees = {revision: os.path.join(scratch, commit) for revision, commit in commits.items()}
+        # Numbered: two names of one commit (an A/A run, which shows the noise alone) get a worktree each.
+        worktrees = {revision: os.path.join(scratch, f"{number}-{commit}")
+                     for number, (revision, commit) in enumerate(commits.items())}
         try:
             for revision, worktree in worktrees.items():
                 git("worktree", "add", "--detach", worktree, commits[revision])
             environments = {revision: environment_for(worktree) for revision, worktree in worktrees.items()}
             for index in range(args.runs):
                 for revision, env in environments.items():
-                    report_path = os.path.join(scratch, f"{commits[revision]}-{index}.json")
+                    report_path = f"{worktrees[revision]}-run{index}.json"
                     subprocess.run([sys.executable, os.path.join(HERE, "overhead.py"), "--tribus-only", "--rounds",
                                     str(args.rounds), "--json", report_path], env=env, check=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
