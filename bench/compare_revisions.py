@@ -27,14 +27,20 @@ CONTENDERS = ("tribus-bare", "tribus-defaults")
 
 
 def git(*arguments: str) -> str:
-    return subprocess.run(["git", "-C", HERE, *arguments], check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["git", "-C", HERE, *arguments], check=False, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"git {' '.join(arguments)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def environment_for(worktree: str) -> dict[str, str]:
     """The environment that imports the packages from ``worktree``; refuses if something else would win."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [worktree, os.environ.get("PYTHONPATH")])))
-    found = subprocess.run([sys.executable, "-c", "import engineering; print(engineering.__file__)"], env=env,
-                           cwd=os.path.dirname(worktree), check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run([sys.executable, "-c", "import engineering; print(engineering.__file__)"], env=env,
+                          cwd=os.path.dirname(worktree), check=False, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the packages in {worktree} do not import with this Python:\n{done.stderr}")
+    found = done.stdout.strip()
     if not found.startswith(worktree + os.sep):
         sys.exit(f"with {worktree} on PYTHONPATH, engineering still imports from {found}: an import hook of an "
                  "installed tribus comes first. Run this with a Python where tribus is not installed as a package, "
@@ -71,9 +77,11 @@ def main() -> None:
             for index in range(args.runs):
                 for revision, env in environments.items():
                     report_path = f"{worktrees[revision]}-run{index}.json"
-                    subprocess.run([sys.executable, os.path.join(HERE, "overhead.py"), "--tribus-only", "--rounds",
-                                    str(args.rounds), "--json", report_path], env=env, check=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    done = subprocess.run([sys.executable, os.path.join(HERE, "overhead.py"), "--tribus-only",
+                                           "--rounds", str(args.rounds), "--json", report_path], env=env,
+                                          check=False, capture_output=True, text=True)
+                    if done.returncode:
+                        sys.exit(f"bench/overhead.py failed on {revision} ({commits[revision]}):\n{done.stderr}")
                     with open(report_path) as source:
                         report = json.load(source)
                     for name in CONTENDERS:
