@@ -20,7 +20,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Any
+
+from overhead import pair_overheads  # bench/ is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONTENDERS = ("tribus-bare", "tribus-defaults")
@@ -46,16 +47,6 @@ def environment_for(worktree: str) -> dict[str, str]:
                  "installed tribus comes first. Run this with a Python where tribus is not installed as a package, "
                  "or installed in editable mode from a checkout (make's .venv).")
     return env
-
-
-def pairs_of(report: dict[str, Any], name: str) -> tuple[list[float], list[float]]:
-    """(overheads, raw µs/step) of ``name``'s pairs in one overhead.py report."""
-    overheads, raw = [], []
-    for round_ in report["rounds"]:
-        run = round_[name]
-        overheads += [us - raw_us for us, raw_us in zip(run["us"], run["raw_us"])]
-        raw += run["raw_us"]
-    return overheads, raw
 
 
 def main() -> None:
@@ -85,9 +76,9 @@ def main() -> None:
                     with open(report_path) as source:
                         report = json.load(source)
                     for name in CONTENDERS:
-                        overheads, raw = pairs_of(report, name)
-                        pooled[revision, name][0].extend(overheads)
-                        pooled[revision, name][1].extend(raw)
+                        runs = [round_[name] for round_ in report["rounds"]]
+                        pooled[revision, name][0].extend(pair_overheads(runs))
+                        pooled[revision, name][1].extend(us for run in runs for us in run["raw_us"])
                     print(f"run {index + 1}/{args.runs}: {revision} done", file=sys.stderr)
         finally:
             for worktree in worktrees.values():

@@ -214,6 +214,12 @@ def _summary(per_step: list[float], overhead: list[float] | None = None, cpu_ove
     return entry
 
 
+def pair_overheads(runs: list[dict[str, Any]], clock: str = "us") -> list[float]:
+    """Each pair's overhead in ``runs`` (one contender's children): its µs/step minus its raw loop's, by the wall
+    clock (``"us"``) or by process CPU time (``"cpu_us"``)."""
+    return [us - raw for run in runs for us, raw in zip(run[clock], run[f"raw_{clock}"])]
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f}  ({min(values):.1f}–{max(values):.1f})"
 
@@ -267,8 +273,7 @@ def main() -> None:
     for name in names:
         runs = [r[name] for r in rounds]
         per_step = [us for run in runs for us in run["us"]]
-        overhead = [us - raw for run in runs for us, raw in zip(run["us"], run["raw_us"])]
-        cpu_overhead = [us - raw for run in runs for us, raw in zip(run["cpu_us"], run["raw_cpu_us"])]
+        overhead, cpu_overhead = pair_overheads(runs), pair_overheads(runs, "cpu_us")
         budget = BUDGETS.get(name)
         summary[name] = _summary(per_step, overhead, cpu_overhead, budget)
         verdict = "" if budget is None else f"≤ {budget:.0f}  " + ("ok" if statistics.median(overhead) <= budget else "OVER")
